@@ -1,0 +1,166 @@
+"""Frozen records: what the catalog hands out and takes in. ORM rows never leave ``catalog/``.
+
+Node keys and edge keys are the canonical strings of ``discovery.graph`` (``a9.1``, ``m5``, ``a0.1->a9.1.q``).
+Timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from discovery.graph import Edge, parse_destination, parse_node
+
+SOURCES = ("discovered", "published", "imported")
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A component of a circuit. ``layer`` and ``head`` are None where they do not apply (embed, logits, MLP head).
+
+    ``kept`` is False for a node the method scored but left out. ``role`` comes with who set it
+    (``role_source``: ``paper``, ``analysis`` or ``user:NAME``), the score behind it and a note.
+    ``attributes`` holds analysis figures (attention shares, OV scores, ...) keyed by analysis name.
+    """
+
+    key: str
+    kind: str
+    layer: Optional[int] = None
+    head: Optional[int] = None
+    score: Optional[float] = None
+    kept: bool = True
+    role: Optional[str] = None
+    role_score: Optional[float] = None
+    role_source: Optional[str] = None
+    role_note: Optional[str] = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_key(cls, key: str, **kw: Any) -> "NodeRecord":
+        """Build from any accepted spelling (``9.1``, ``a9.1``, ``m5``); the stored key is canonical."""
+        node = parse_node(key)
+        layer = None if node.kind.value in ("embed", "logits") else node.layer
+        return cls(key=node.key, kind=node.kind.value, layer=layer, head=node.head, **kw)
+
+
+@dataclass(frozen=True)
+class EdgeRecord:
+    """An edge of a circuit: ``dst`` is a node key, ``input`` the head input (q/k/v) or None."""
+
+    src: str
+    dst: str
+    input: Optional[str] = None
+    score: Optional[float] = None
+    kept: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"{self.src}->{self.dst}.{self.input}" if self.input else f"{self.src}->{self.dst}"
+
+    @classmethod
+    def from_edge(cls, edge: Edge, score: Optional[float] = None, kept: bool = True) -> "EdgeRecord":
+        return cls(src=edge.src.key, dst=edge.dst.key, input=edge.input, score=score, kept=kept)
+
+    @classmethod
+    def from_key(cls, key: str, score: Optional[float] = None, kept: bool = True) -> "EdgeRecord":
+        src_text, _, dst_text = key.partition("->")
+        dst, inp = parse_destination(dst_text)
+        return cls(src=parse_node(src_text).key, dst=dst.key, input=inp, score=score, kept=kept)
+
+
+@dataclass(frozen=True)
+class NewCircuit:
+    """A circuit to be saved (published, imported, or cut from a run's scores).
+
+    ``edges_known`` is False when the source lists only nodes (most papers): such a circuit compares at node
+    level only. ``edges`` may include edges with ``kept=False`` (scored but not in the circuit).
+    """
+
+    name: str
+    model: str
+    task: Optional[str]
+    source: str
+    nodes: tuple[NodeRecord, ...]
+    edges: tuple[EdgeRecord, ...] = ()
+    edges_known: bool = False
+    citation: Optional[str] = None
+    description: Optional[str] = None
+    method: Optional[str] = None
+    threshold: Optional[float] = None
+    performance: Mapping[str, float] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CircuitRecord:
+    """A stored circuit. ``nodes``/``edges`` include scored-but-not-kept ones; use ``kept_*`` for the circuit."""
+
+    id: int
+    name: str
+    model: str
+    task: Optional[str]
+    source: str
+    nodes: tuple[NodeRecord, ...]
+    edges: tuple[EdgeRecord, ...]
+    edges_known: bool
+    citation: Optional[str] = None
+    description: Optional[str] = None
+    method: Optional[str] = None
+    threshold: Optional[float] = None
+    run_id: Optional[int] = None
+    performance: Mapping[str, float] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    created_at: Optional[dt.datetime] = None
+
+    @property
+    def kept_nodes(self) -> tuple[NodeRecord, ...]:
+        return tuple(n for n in self.nodes if n.kept)
+
+    @property
+    def kept_edges(self) -> tuple[EdgeRecord, ...]:
+        return tuple(e for e in self.edges if e.kept)
+
+    def node(self, key: str) -> Optional[NodeRecord]:
+        canonical = parse_node(key).key
+        return next((n for n in self.nodes if n.key == canonical), None)
+
+
+@dataclass(frozen=True)
+class CircuitSummary:
+    """One row of ``circuits list``: no nodes or edges loaded."""
+
+    id: int
+    name: str
+    model: str
+    task: Optional[str]
+    source: str
+    method: Optional[str]
+    n_nodes: int
+    n_edges: int
+    edges_known: bool
+    performance: Mapping[str, float] = field(default_factory=dict)
+    created_at: Optional[dt.datetime] = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One discovery run, from ``running`` to ``succeeded``/``failed``/``interrupted``."""
+
+    id: int
+    method: str
+    metric: Optional[str]
+    model: str
+    task: Optional[str]
+    status: str
+    settings: Mapping[str, Any]
+    seed: Optional[int]
+    device: Optional[str]
+    dtype: Optional[str]
+    code_version: Optional[str]
+    started_at: dt.datetime
+    finished_at: Optional[dt.datetime] = None
+    error: Optional[str] = None
+    dataset_hash: Optional[str] = None
+    circuit_names: tuple[str, ...] = ()

@@ -1,0 +1,75 @@
+"""Options and output helpers shared by every ``circuits`` command (like sqlite-utils' output_options)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DB = "sqlite:///circuits.db"
+
+
+def db_option(fn: F) -> F:
+    """``--db URL``: the catalog, from the flag, else ``$CIRCUITS_DB``, else ./circuits.db."""
+    return click.option(
+        "--db",
+        "db_url",
+        envvar="CIRCUITS_DB",
+        default=DEFAULT_DB,
+        show_default=True,
+        metavar="URL",
+        help="Catalog database: a SQLAlchemy URL (sqlite:///file.db, postgresql+psycopg://...) or a file path.",
+    )(fn)
+
+
+def json_option(fn: F) -> F:
+    """``--json``: print machine-readable JSON on stdout instead of a table."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
+
+
+def _clean(value: Any) -> Any:
+    """Make a value JSON-safe: nan and infinities become strings, as JSON has no literal for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(_clean(value), indent=2, sort_keys=False, default=str))
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A plain aligned table: what a researcher pastes into notes."""
+    cells = [[fmt(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for r in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def info(message: str) -> None:
+    """Progress and notes go to stderr, so stdout stays clean for --json."""
+    click.echo(message, err=True)
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"

@@ -307,3 +307,24 @@ class ComponentGraph:
                 f"{node.key} is not in a model of {self.shape.n_layers} layers x {self.shape.n_heads} heads"
             )
         return node
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Other tools' spellings, for exporters (parse_node / parse_edge read all of them back).
+
+
+def eap_ig_node_name(node: Node) -> str:
+    """EAP-IG's node name (hannamw/EAP-IG ``graph.py``): ``input``, ``a9.h1``, ``m5``, ``logits``."""
+    if node.kind is NodeKind.EMBED:
+        return "input"
+    if node.kind is NodeKind.HEAD:
+        return f"a{node.layer}.h{node.head}"
+    return node.key
+
+
+def eap_ig_edge_name(edge: Edge) -> str:
+    """EAP-IG's edge name: ``a0.h1->m3``, ``input->a9.h1<q>``. EAP-IG needs q/k/v on every edge into a head."""
+    if edge.dst.kind is NodeKind.HEAD and edge.input is None:
+        raise InvalidKey(f"EAP-IG edges into a head name its q, k or v input: {edge.key} has none")
+    suffix = f"<{edge.input}>" if edge.input else ""
+    return f"{eap_ig_node_name(edge.src)}->{eap_ig_node_name(edge.dst)}{suffix}"

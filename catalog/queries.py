@@ -1,0 +1,42 @@
+"""The catalog's questions and writes, in one import: ``from catalog.queries import save_circuit, ...``.
+
+The caller owns the session (``catalog.db.session_scope``); every function takes it first and never commits.
+Verbs: ``get_*`` raises ``NotFound``, ``find_*`` returns None, ``list_*``, ``count_*``, ``save_*``,
+``delete_*``. Circuits live in ``catalog.circuits``, runs and ``save_result`` in ``catalog.runs``.
+"""
+
+from __future__ import annotations
+
+from catalog.circuits import (
+    circuits_holding,
+    count_circuits,
+    delete_circuit,
+    find_circuit,
+    get_circuit,
+    list_circuits,
+    recut,
+    save_circuit,
+    set_node_attributes,
+    set_role,
+)
+from catalog.runs import finish_run, find_run, get_run, list_runs, save_result, start_run, tracked_run
+
+__all__ = [
+    "circuits_holding",
+    "count_circuits",
+    "delete_circuit",
+    "find_circuit",
+    "find_run",
+    "finish_run",
+    "get_circuit",
+    "get_run",
+    "list_circuits",
+    "list_runs",
+    "recut",
+    "save_circuit",
+    "save_result",
+    "set_node_attributes",
+    "set_role",
+    "start_run",
+    "tracked_run",
+]

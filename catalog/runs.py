@@ -1,0 +1,286 @@
+"""Discovery runs, from ``running`` to ``succeeded``/``failed``/``interrupted``, and the one place a
+``DiscoveryResult`` becomes rows (``save_result``).
+
+Lifecycle, with the caller owning each session::
+
+    with session_scope(engine) as s:
+        run = start_run(s, "eap", "logit_diff", model_spec, "ioi", dataset_spec, settings, seed, ...)
+    result = method(...)                         # minutes or hours, no transaction open
+    with session_scope(engine) as s:
+        save_result(s, run.id, result, "ioi-eap")   # circuit + every scored edge + run succeeded, atomically
+    # on an error instead: finish_run(s, run.id, "failed", error=str(err))
+
+``tracked_run`` does exactly this bookkeeping around a ``with`` block. A circuit is visible to readers only
+once its transaction commits, so nobody sees a half-written one.
+"""
+
+from __future__ import annotations
+
+import traceback
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Optional
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from catalog.circuits import model_row, save_circuit, task_row
+from catalog.db import session_scope
+from catalog.errors import CatalogError, InvalidCircuit, NotFound
+from catalog.models import Circuit, Dataset, Model, Run, utc_now
+from catalog.records import RUN_STATUSES, CircuitRecord, EdgeRecord, NewCircuit, NodeRecord, RunRecord
+from discovery.graph import EMBED, Granularity, logits
+from discovery.results import DatasetSpec, DiscoveryResult, ModelSpec
+
+FINAL_STATUSES = tuple(s for s in RUN_STATUSES if s != "running")
+_SIZES = ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "n_ctx", "d_vocab", "weights_hash")
+
+
+def start_run(
+    session: Session,
+    method: str,
+    metric: Optional[str],
+    model: ModelSpec,
+    task: Optional[str],
+    dataset: Optional[DatasetSpec] = None,
+    settings: Optional[Mapping[str, Any]] = None,
+    seed: Optional[int] = None,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+    code_version: Optional[str] = None,
+) -> RunRecord:
+    """Record a run as ``running``. The model is matched by name; its sizes and weights hash must agree with
+    what the catalog already holds under that name (else ``CatalogError``: a different model needs another
+    name). The spec's library versions and flags are kept with the run, as they were for it."""
+    if dataset is not None and task is not None and dataset.task != task:
+        raise CatalogError(f"run's task {task!r} differs from its dataset's task {dataset.task!r}")
+    task = task if task is not None else (dataset.task if dataset else None)
+    run = Run(
+        method=method,
+        metric=metric,
+        settings=dict(settings or {}),
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        code_version=code_version,
+        started_at=utc_now(),
+        status="running",
+        model_snapshot={"source": model.source, "versions": dict(model.versions), "flags": dict(model.flags)},
+        model=_model_from_spec(session, model),
+        task=task_row(session, task) if task else None,
+        dataset=_dataset_row(session, dataset) if dataset else None,
+    )
+    session.add(run)
+    session.flush()
+    return _run_record(run, ())
+
+
+def finish_run(session: Session, run_id: int, status: str, error: Optional[str] = None) -> RunRecord:
+    """End a running run. Finishing it again with the same status is a no-op; with another, an error."""
+    if status not in FINAL_STATUSES:
+        raise CatalogError(f"a run finishes as one of {', '.join(FINAL_STATUSES)}, not {status!r}")
+    run = _run_row(session, run_id)
+    if run.status != "running" and run.status != status:
+        raise CatalogError(f"run {run_id} already finished as {run.status}")
+    if run.status == "running":
+        run.status, run.error, run.finished_at = status, error, utc_now()
+        session.flush()
+    return get_run(session, run_id)
+
+
+def save_result(session: Session, run_id: int, result: DiscoveryResult, name: str) -> CircuitRecord:
+    """Store what a run found as the circuit ``name`` and mark the run succeeded, in the caller's transaction.
+
+    Edge-level results keep every scored edge (kept or not, so other thresholds can be cut later); their
+    nodes are those the kept edges touch plus embed and logits (kept), and any other node the method scored
+    (not kept). Node-level results store their scored nodes with kept flags, and ``edges_known`` False.
+    """
+    run = _run_row(session, run_id)
+    if run.status != "running":
+        raise CatalogError(f"run {run_id} already finished as {run.status}; start a new run to save a result")
+    if result.model.name != run.model.name or result.method != run.method:
+        raise InvalidCircuit(
+            f"result of {result.method} on {result.model.name} does not belong to run {run_id} "
+            f"({run.method} on {run.model.name})"
+        )
+    record = save_circuit(session, _new_circuit(result, name, run.task.name if run.task else None), run_id)
+    if run.dataset is None and result.dataset is not None:
+        run.dataset = _dataset_row(session, result.dataset)
+    run.status, run.finished_at = "succeeded", utc_now()
+    session.flush()
+    return record
+
+
+def _new_circuit(result: DiscoveryResult, name: str, task: Optional[str]) -> NewCircuit:
+    edge_level = result.granularity is not Granularity.NODES
+    scored = {s.node.key: s for s in result.nodes}
+    if edge_level:
+        kept = {EMBED.key, logits(result.model.n_layers).key}
+        kept |= {n.key for e in result.edges if e.kept for n in (e.edge.src, e.edge.dst)}
+        nodes = [_node(key, scored.get(key), True) for key in kept]
+        nodes += [_node(key, s, False) for key, s in scored.items() if key not in kept]
+        edges = tuple(EdgeRecord.from_edge(e.edge, e.score, e.kept) for e in result.edges)
+    else:
+        nodes = [_node(key, s, s.kept) for key, s in scored.items()]
+        edges = ()
+    return NewCircuit(
+        name=name,
+        model=result.model.name,
+        task=task or result.dataset.task,
+        source="discovered",
+        nodes=tuple(nodes),
+        edges=edges,
+        edges_known=edge_level,
+        method=result.method,
+        threshold=result.threshold,
+        performance=dict(result.performance),
+        metadata={
+            "metric": result.metric,
+            "granularity": result.granularity.value,
+            "params": dict(result.params),
+            "dataset_hash": result.dataset.content_hash,
+            "extras": dict(result.extras),
+        },
+    )
+
+
+def _node(key: str, scored: Any, kept: bool) -> NodeRecord:
+    if scored is None:
+        return NodeRecord.from_key(key, kept=kept)
+    return NodeRecord.from_key(key, score=scored.score, kept=kept, attributes=dict(scored.attributes))
+
+
+@contextmanager
+def tracked_run(engine: Engine, method: str, metric: Optional[str], model: ModelSpec, task: Optional[str],
+                **start: Any) -> Iterator[RunRecord]:
+    """Start a run, yield it, and record how the block ended: succeeded (unless ``save_result`` already did),
+    failed with the error's text, or interrupted on Ctrl-C. Keyword arguments go to ``start_run``."""
+    with session_scope(engine) as session:
+        run = start_run(session, method, metric, model, task, **start)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        _finish_quietly(engine, run.id, "interrupted", "interrupted (KeyboardInterrupt)")
+        raise
+    except BaseException as err:
+        text = "".join(traceback.format_exception_only(type(err), err)).strip()
+        _finish_quietly(engine, run.id, "failed", text)
+        raise
+    with session_scope(engine) as session:
+        if _run_row(session, run.id).status == "running":
+            finish_run(session, run.id, "succeeded")
+
+
+def _finish_quietly(engine: Engine, run_id: int, status: str, error: str) -> None:
+    """Record the failure without masking the exception that caused it."""
+    try:
+        with session_scope(engine) as session:
+            if _run_row(session, run_id).status == "running":
+                finish_run(session, run_id, status, error)
+    except CatalogError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def find_run(session: Session, run_id: int) -> Optional[RunRecord]:
+    run = session.get(Run, run_id)
+    return None if run is None else _run_record(run, _circuit_names(session, [run.id]).get(run.id, ()))
+
+
+def get_run(session: Session, run_id: int) -> RunRecord:
+    record = find_run(session, run_id)
+    if record is None:
+        raise NotFound(f"no run {run_id} in the catalog (see `circuits runs`)")
+    return record
+
+
+def list_runs(session: Session, status: Optional[str] = None) -> list[RunRecord]:
+    """Runs, oldest first, optionally only those with one status."""
+    query = select(Run).order_by(Run.id)
+    if status is not None:
+        query = query.where(Run.status == status)
+    runs = session.scalars(query).all()
+    names = _circuit_names(session, [r.id for r in runs])
+    return [_run_record(r, names.get(r.id, ())) for r in runs]
+
+
+def _circuit_names(session: Session, run_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    names: dict[int, tuple[str, ...]] = {}
+    if run_ids:
+        query = select(Circuit.run_id, Circuit.name).where(Circuit.run_id.in_(run_ids)).order_by(Circuit.name)
+        for run_id, name in session.execute(query):
+            names[run_id] = names.get(run_id, ()) + (name,)
+    return names
+
+
+def _run_row(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id} in the catalog (see `circuits runs`)")
+    return run
+
+
+def _run_record(run: Run, circuit_names: tuple[str, ...]) -> RunRecord:
+    return RunRecord(
+        id=run.id,
+        method=run.method,
+        metric=run.metric,
+        model=run.model.name,
+        task=run.task.name if run.task else None,
+        status=run.status,
+        settings=run.settings or {},
+        seed=run.seed,
+        device=run.device,
+        dtype=run.dtype,
+        code_version=run.code_version,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        error=run.error,
+        dataset_hash=run.dataset.content_hash if run.dataset else None,
+        circuit_names=circuit_names,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models and datasets from specs
+
+
+def _model_from_spec(session: Session, spec: ModelSpec) -> Model:
+    """The model row for a spec: created, or filled in where the catalog knew only the name."""
+    model = model_row(session, spec.name)
+    for field in _SIZES:
+        known, given = getattr(model, field), getattr(spec, field)
+        if known is not None and given is not None and known != given:
+            raise CatalogError(
+                f"model {spec.name!r} is in the catalog with {field}={known}, this run has {given}: "
+                "a different model needs another name"
+            )
+    for field in (*_SIZES, "source", "architecture"):
+        if getattr(model, field) is None and getattr(spec, field) is not None:
+            setattr(model, field, getattr(spec, field))
+    if not model.versions:
+        model.versions = dict(spec.versions)
+    if not model.flags:
+        model.flags = dict(spec.flags)
+    session.flush()
+    return model
+
+
+def _dataset_row(session: Session, spec: DatasetSpec) -> Dataset:
+    task = task_row(session, spec.task)
+    query = select(Dataset).where(Dataset.task_id == task.id, Dataset.content_hash == spec.content_hash)
+    dataset = session.scalars(query).one_or_none()
+    if dataset is None:
+        dataset = Dataset(
+            task=task,
+            content_hash=spec.content_hash,
+            size=spec.size,
+            corruption=spec.corruption,
+            seed=spec.seed,
+            seq_len=spec.seq_len,
+        )
+        session.add(dataset)
+        session.flush()
+    return dataset

@@ -1,0 +1,124 @@
+"""Fixtures for the catalog store: one database per test, on SQLite always and on PostgreSQL when
+``CIRCUITS_TEST_POSTGRES_URL`` names a server (each test then gets a fresh schema via ``search_path``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, func, inspect, select, table, text
+from sqlalchemy.engine import make_url
+
+from catalog.db import VERSION_TABLE, connect, to_url
+from catalog.records import EdgeRecord, NewCircuit, NodeRecord
+
+PG_ENV = "CIRCUITS_TEST_POSTGRES_URL"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def _pg_schema_url(base: str) -> Iterator[str]:
+    """A fresh schema, dropped afterwards; the URL's ``options`` puts it first on the search path."""
+    schema = f"cc_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)  # has a %3D: exercises Alembic's % escaping
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} not set")
+    yield from _pg_schema_url(base)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'catalog.db'}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An opened catalog (schema created) on each backend."""
+    eng = connect(db_url)
+    yield eng
+    eng.dispose()
+
+
+def _fingerprint(url: str) -> tuple[Any, ...]:
+    """Everything a failed open or save must leave untouched: tables, version, row counts and, for a SQLite
+    file, its bytes."""
+    parsed = to_url(url)
+    raw = create_engine(parsed)
+    try:
+        with raw.connect() as conn:
+            names = sorted(inspect(conn).get_table_names())
+            counts = tuple((n, conn.execute(select(func.count()).select_from(table(n))).scalar()) for n in names)
+            version = None
+            if VERSION_TABLE in names:
+                version = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    finally:
+        raw.dispose()
+    digest = None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and os.path.exists(parsed.database):
+        digest = hashlib.sha256(Path(parsed.database).read_bytes()).hexdigest()
+    return tuple(names), counts, version, digest
+
+
+@pytest.fixture
+def fingerprint() -> Callable[[str], tuple[Any, ...]]:
+    """(tables, row counts, version rows, SQLite file digest): compare before and after to prove no write."""
+    return _fingerprint
+
+
+@pytest.fixture
+def make_circuit() -> Callable[..., NewCircuit]:
+    """A small valid circuit: embed -> a0.1 -> a1.0 (via q) -> m1 -> logits, one dropped edge, one role."""
+
+    def build(name: str = "tiny", model: str = "gpt2", task: str | None = "ioi", **kw: Any) -> NewCircuit:
+        nodes = (
+            NodeRecord.from_key("embed"),
+            NodeRecord.from_key("0.1", score=0.5),
+            NodeRecord.from_key("a1.0", score=-1.25, role="name mover", role_source="paper"),
+            NodeRecord.from_key("m1", score=2.0),
+            NodeRecord.from_key("logits"),
+        )
+        edges = (
+            EdgeRecord.from_key("embed->a0.1.v", score=0.25),
+            EdgeRecord.from_key("a0.1->a1.0.q", score=-0.75),
+            EdgeRecord.from_key("a1.0->m1", score=1.5),
+            EdgeRecord.from_key("m1->logits", score=3.0),
+            EdgeRecord.from_key("embed->m1", score=0.01, kept=False),
+        )
+        fields: dict[str, Any] = dict(
+            name=name,
+            model=model,
+            task=task,
+            source="published",
+            nodes=nodes,
+            edges=edges,
+            edges_known=True,
+            citation="Wang et al. 2022",
+            method="path patching",
+            threshold=0.1,
+            performance={"logit_diff_recovered": 0.87},
+        )
+        fields.update(kw)
+        return NewCircuit(**fields)
+
+    return build

@@ -1,7 +1,302 @@
-"""Commands: placeholder until this concern lands."""
+"""Commands that compare, draw, move and seed circuits: overlap, diff, render, export, import, reference.
+
+Each parses its arguments, opens one session, calls one catalog function and formats the answer. Files are
+read and checked before the database is opened, so a refused import leaves the catalog untouched.
+"""
 
 from __future__ import annotations
 
-import click
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
 
-COMMANDS: list[click.Command] = []
+import click
+from sqlalchemy.orm import Session
+
+from catalog import queries
+from catalog.compare import Diff, Overlap, diff, overlap
+from catalog.db import connect, session_scope
+from catalog.interchange import DEFAULT_MODEL, READ_FORMATS, WRITE_FORMATS, read_circuit_file, write_circuit_file
+from catalog.records import CircuitRecord, NewCircuit
+from catalog.reference import list_references, load_reference, reference_names
+from catalog.errors import NotFound
+from catalog.render import render
+from cli.options import db_option, info, json_option, print_json, print_table
+
+
+@contextmanager
+def _session(db_url: str, *, read_only: bool = False) -> Iterator[Session]:
+    engine = connect(db_url)
+    try:
+        with session_scope(engine, read_only=read_only) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _load(db_url: str, names: Sequence[str]) -> list[CircuitRecord]:
+    with _session(db_url, read_only=True) as session:
+        return [queries.get_circuit(session, name) for name in names]
+
+
+def _keys(keys: Sequence[str]) -> str:
+    return " ".join(keys) if keys else "-"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# circuits overlap / diff
+
+
+@click.command("overlap")
+@click.argument("circuits", nargs=-1, required=True)
+@click.option("--level", type=click.Choice(["nodes", "edges"]), default="nodes", show_default=True,
+              help="Compare components (heads and MLPs) or edges.")
+@click.option("--kind", "kinds", type=click.Choice(["head", "mlp"]), multiple=True,
+              help="At node level, compare only heads or only MLPs (repeatable; default both).")
+@db_option
+@json_option
+def overlap_cmd(circuits: tuple[str, ...], level: str, kinds: tuple[str, ...], db_url: str, as_json: bool) -> None:
+    """What two or more circuits share: the shared keys, the Jaccard matrix, and which circuits hold each key.
+
+    Only kept nodes and edges count; embed and logits, in every circuit, are left out at node level.
+    Circuits known only by their nodes compare at node level.
+
+    Example:
+
+    \b
+        circuits overlap digits-lan2023 numwords-lan2023 months-lan2023 --kind head
+        circuits overlap ioi-wang2022 ioi-acdc --level edges --json
+    """
+    if len(circuits) < 2:
+        raise click.UsageError("give at least two circuits to compare")
+    result = overlap(_load(db_url, circuits), level, kinds=kinds or ("head", "mlp"))
+    for warning in result.warnings:
+        info(f"warning: {warning}")
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _print_overlap(result)
+
+
+def _print_overlap(result: Overlap) -> None:
+    what = "edges" if result.level == "edges" else " and ".join(f"{k}s" for k in result.kinds).replace("mlps", "MLPs")
+    click.echo(f"compared {what} of {len(result.circuits)} circuits")
+    click.echo(f"shared by all ({len(result.shared)}): {_keys(result.shared)}")
+    if result.level == "nodes" and result.shared_edges:
+        click.echo(f"shared edges among them ({len(result.shared_edges)}): {_keys(result.shared_edges)}")
+    click.echo()
+    rows = []
+    for a in result.circuits:
+        cells = [f"{result.jaccard[a][b]:.3f} ({result.counts[a][b][0]}/{result.counts[a][b][1]})"
+                 for b in result.circuits]
+        rows.append((a, *cells))
+    print_table(["jaccard", *result.circuits], rows)
+    click.echo()
+    print_table(
+        ["key", *result.circuits, "in"],
+        [(key, *("x" if c in holders else "" for c in result.circuits), len(holders))
+         for key, holders in result.membership.items()],
+    )
+
+
+@click.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--level", type=click.Choice(["nodes", "edges"]), default=None,
+              help="Default: edges when both circuits know their edges, else nodes.")
+@db_option
+@json_option
+def diff_cmd(a: str, b: str, level: Optional[str], db_url: str, as_json: bool) -> None:
+    """Circuit A against circuit B: what only one keeps, what both keep, and how shared scores and roles moved.
+
+    Example:
+
+    \b
+        circuits diff ioi-wang2022 ioi-eap
+        circuits diff digits-lan2023 numwords-lan2023 --json
+    """
+    first, second = _load(db_url, [a, b])
+    result = diff(first, second, level)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _print_diff(result)
+
+
+def _print_diff(d: Diff) -> None:
+    click.echo(f"{d.a} vs {d.b} at {d.level} level: jaccard {d.jaccard:.3f}")
+    click.echo(f"only in {d.a} ({len(d.only_a)}): {_keys(d.only_a)}")
+    click.echo(f"only in {d.b} ({len(d.only_b)}): {_keys(d.only_b)}")
+    click.echo(f"in both ({len(d.shared)}): {_keys(d.shared)}")
+    if d.score_changes:
+        click.echo()
+        print_table(["key", d.a, d.b, "change"], [(c.key, c.a, c.b, c.delta) for c in d.score_changes])
+    if d.role_changes:
+        click.echo()
+        print_table(["key", f"role in {d.a}", f"role in {d.b}"], [(r.key, r.a, r.b) for r in d.role_changes])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# circuits render / export / import
+
+
+@click.command("render")
+@click.argument("circuits", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The drawing: .pdf, .svg or .png (needs Graphviz's dot), or .dot for the text.")
+@click.option("--title", default=None, help="Title over the diagram (default: the circuits' names).")
+@db_option
+def render_cmd(circuits: tuple[str, ...], output: Path, title: Optional[str], db_url: str) -> None:
+    """Draw one or more circuits as a layered diagram, embed at the bottom and logits on top.
+
+    With several circuits, shared nodes are gold and each circuit's own nodes take its colour.
+
+    Example:
+
+    \b
+        circuits render ioi-wang2022 -o ioi.svg
+        circuits render digits-lan2023 numwords-lan2023 months-lan2023 -o lan.pdf
+    """
+    records = _load(db_url, circuits)
+    render(records, output, title=title)
+    info(f"drew {', '.join(circuits)} to {output}")
+
+
+@click.command("export")
+@click.argument("circuit")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The JSON file.")
+@click.option("--to", "fmt", type=click.Choice(list(WRITE_FORMATS)), default="native", show_default=True,
+              help="native: this catalog's format; eap-ig: EAP-IG's graph JSON (what MIB takes).")
+@db_option
+def export_cmd(circuit: str, output: Path, fmt: str, db_url: str) -> None:
+    """Write a circuit to a JSON file, in the catalog's own format or EAP-IG's.
+
+    Example:
+
+    \b
+        circuits export ioi-wang2022 -o ioi.json
+        circuits export ioi-eap -o ioi-eap.json --to eap-ig
+    """
+    (record,) = _load(db_url, [circuit])
+    write_circuit_file(record, output, fmt)
+    info(f"wrote {circuit} to {output} ({fmt})")
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--from", "fmt", type=click.Choice(list(READ_FORMATS)), default="native", show_default=True,
+              help="Which tool wrote the file.")
+@click.option("--name", default=None, help="Name in the catalog (default: the file's, or its stem for other tools).")
+@click.option("--model", default=None, help=f"Model (default: the file's, or {DEFAULT_MODEL} for other tools).")
+@click.option("--task", default=None, help="Task (default: the file's, or none for other tools).")
+@db_option
+def import_cmd(file: Path, fmt: str, name: Optional[str], model: Optional[str], task: Optional[str], db_url: str) -> None:
+    """Add a circuit from a JSON file; a malformed or inconsistent file is refused with the reason.
+
+    Other tools' files: eap-ig (EAP-IG graph JSON), auto-circuit (edge names to scores and/or a kept
+    list), acdc (pairs of hook names), seqcont (Lan et al.'s heads and MLPs). See catalog/interchange.py.
+
+    Example:
+
+    \b
+        circuits import ioi.json
+        circuits import graph.json --from eap-ig --name ioi-eapig --task ioi
+        circuits import numerals_circuit_thres_0.8.json --from seqcont --name digits-mine --task digits
+    """
+    if fmt != "native":
+        name = name or file.stem
+        if model is None:
+            info(f"note: {fmt} files do not name their model; assuming {DEFAULT_MODEL} (--model to change)")
+    new = read_circuit_file(file, fmt, name=name, model=model, task=task)
+    with _session(db_url) as session:
+        queries.save_circuit(session, new)
+    click.echo(f"imported {new.name}: {_counts(new)}")
+
+
+def _counts(c: NewCircuit) -> str:
+    kinds = [n.kind for n in c.nodes if n.kept]
+    text = f"{_plural(kinds.count('head'), 'head')}, {_plural(kinds.count('mlp'), 'MLP')}"
+    if not c.edges_known:
+        return text + ", edges unknown"
+    kept = sum(1 for e in c.edges if e.kept)
+    return text + f", {_plural(kept, 'edge')}" + (f" ({len(c.edges) - kept} more scored)" if len(c.edges) > kept else "")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# circuits reference ...
+
+
+@click.group("reference")
+def reference_group() -> None:
+    """The published GPT-2 small circuits shipped with the catalog (IOI, greater-than, successor, Lan et al.).
+
+    Example:
+
+    \b
+        circuits reference list
+        circuits reference import
+    """
+
+
+@reference_group.command("list")
+@db_option
+@json_option
+def reference_list_cmd(db_url: str, as_json: bool) -> None:
+    """List the shipped reference circuits, their sources, and whether the catalog holds them yet.
+
+    Example:
+
+    \b
+        circuits reference list --json
+    """
+    infos = list_references()
+    with _session(db_url, read_only=True) as session:
+        held = {i.name for i in infos if queries.find_circuit(session, i.name) is not None}
+    if as_json:
+        print_json([{**vars(i), "imported": i.name in held} for i in infos])
+        return
+    print_table(
+        ["name", "task", "heads", "MLPs", "edges", "imported", "source"],
+        [(i.name, i.task, i.n_heads, i.n_mlps, i.n_edges if i.edges_known else "unknown",
+          "yes" if i.name in held else "no", i.citation.split(". ")[0]) for i in infos],
+    )
+
+
+@reference_group.command("import")
+@click.argument("names", nargs=-1)
+@db_option
+def reference_import_cmd(names: tuple[str, ...], db_url: str) -> None:
+    """Add reference circuits to the catalog (all when none is named); ones already there are skipped.
+
+    Example:
+
+    \b
+        circuits reference import
+        circuits reference import ioi-wang2022 greater-than-hanna2023 --db sqlite:///circuits.db
+    """
+    known = reference_names()
+    for name in names:
+        if name not in known:
+            raise NotFound(f"no reference circuit {name!r} (known: {', '.join(known)})")
+    circuits = [load_reference(n) for n in dict.fromkeys(names or known)]
+    with _session(db_url) as session:
+        for circuit in circuits:
+            if queries.find_circuit(session, circuit.name) is not None:
+                info(f"skipped {circuit.name}: already in the catalog")
+                continue
+            queries.save_circuit(session, circuit)
+            click.echo(f"imported {circuit.name}: {_counts(circuit)}")
+
+
+COMMANDS: list[click.Command] = [
+    overlap_cmd,
+    diff_cmd,
+    render_cmd,
+    export_cmd,
+    import_cmd,
+    reference_group,
+]

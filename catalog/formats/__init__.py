@@ -1,0 +1,1 @@
+"""Readers and writers of circuit files: the catalog's own format and other tools' (see ``catalog.interchange``)."""

@@ -1,0 +1,346 @@
+"""Drawing circuits as layered Graphviz diagrams, one or several at once.
+
+The layout reads like the papers' figures, bottom to top: embed on the lowest rank, then one rank per
+layer (only layers the drawing uses, each labelled ``layer N`` on the left), logits on top. Graphviz's
+``rank=same`` puts a layer's nodes side by side but does not order the ranks, so an invisible chain of
+one anchor node per rank fixes the order (see /work/shared/STORAGE.md, item 9).
+
+Encodings, all explained in the legend:
+
+* shape by kind: heads are rounded boxes labelled ``9.1``, MLPs hexagons labelled ``MLP 5``, embed and
+  logits house shapes;
+* one circuit: fill by role (a second label line names it); nodes without a role are plain grey;
+* several circuits: gold fill for nodes every circuit keeps; a node in one circuit only takes that
+  circuit's fill and outline colour; a node in some but not all is light grey with a dashed outline and a
+  third line naming which (circuits are lettered A, B, C... in the legend). Roles stay on the second line;
+* edges: width grows with |score| (relative to the largest drawn), blue for positive, red for negative,
+  dark grey when unscored. A source's edges into one head's q, k and v are drawn as one line labelled
+  with the inputs (``q,k,v``), its width and colour those of the input with the largest |score|. With
+  several circuits, an edge in every circuit that knows its edges is solid, one in only some dashed;
+* nodes-only circuits (``edges_known`` false) are drawn as nodes by layer with no edges at all: drawing
+  implied edges would show connections no source claims.
+
+Only kept nodes and edges are drawn. The DOT text is a pure function of the input: everything is emitted
+in topological order with fixed float formats, so the same circuits give the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from catalog.errors import CatalogError
+from catalog.records import CircuitRecord, EdgeRecord, NewCircuit
+from discovery.graph import Node, NodeKind, parse_edge, parse_node
+
+Circuit = Union[CircuitRecord, NewCircuit]
+FORMATS: tuple[str, ...] = ("pdf", "svg", "png", "dot")
+DOT_TIMEOUT_S = 120
+
+_SHAPES = {
+    NodeKind.HEAD: ('box', 'rounded,filled'),
+    NodeKind.MLP: ('hexagon', 'filled'),
+    NodeKind.EMBED: ('invhouse', 'filled'),
+    NodeKind.LOGITS: ('house', 'filled'),
+}
+_PLAIN_FILL = "#eeeeee"
+_SHARED_FILL = "#ffd966"
+_PARTIAL_FILL = "#dddddd"
+_OUTLINE = "#333333"
+_POSITIVE = "#2166ac"
+_NEGATIVE = "#b2182b"
+_UNSCORED = "#555555"
+_MIN_WIDTH, _MAX_WIDTH = 0.6, 5.0
+# ColorBrewer Set3 (fills for roles) and Paired (light fill, dark outline per circuit); they cycle past the end.
+_ROLE_FILLS = ("#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462",
+               "#b3de69", "#fccde5", "#d9d9d9", "#bc80bd", "#ccebc5", "#ffed6f")
+_CIRCUIT_COLOURS = (("#a6cee3", "#1f78b4"), ("#b2df8a", "#33a02c"), ("#fb9a99", "#e31a1c"),
+                    ("#fdbf6f", "#ff7f00"), ("#cab2d6", "#6a3d9a"), ("#ffff99", "#b15928"))
+
+
+@dataclass
+class _DrawnNode:
+    node: Node
+    members: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _DrawnEdge:
+    record: EdgeRecord
+    members: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Public
+
+
+def to_dot(circuits: Sequence[Circuit], *, title: Optional[str] = None) -> str:
+    """The DOT text of a layered diagram of ``circuits`` (one or several)."""
+    if not circuits:
+        raise CatalogError("nothing to draw: give at least one circuit")
+    nodes = _collect_nodes(circuits)
+    edges = _collect_edges(circuits)
+    multi = len(circuits) > 1
+    names = [c.name for c in circuits]
+    roles = sorted({r for n in nodes.values() for r in n.roles})
+    lines = [
+        "digraph circuit {",
+        f"  graph [rankdir=BT, newrank=true, ranksep=0.5, nodesep=0.3, fontname=Helvetica, fontsize=14, "
+        f"labelloc=t, label={_q(title if title is not None else _default_title(circuits))}];",
+        "  node [fontname=Helvetica, fontsize=11, penwidth=1.2];",
+        "  edge [arrowsize=0.6, fontname=Helvetica, fontsize=8, fontcolor=\"#666666\"];",
+    ]
+    lines += _rank_lines(nodes)
+    lines += [_node_line(d, names, roles, multi) for d in _sorted_nodes(nodes)]
+    lines += _edge_lines(edges, [c.name for c in circuits if c.edges_known], multi)
+    lines += _legend_lines(circuits, roles, edges, multi)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render(circuits: Sequence[Circuit], path: Union[str, Path], *, title: Optional[str] = None) -> Path:
+    """Draw to ``path``; its suffix picks the format (.pdf, .svg, .png, or .dot for the text itself)."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise CatalogError(f"cannot draw to {path.name!r}: name a .pdf, .svg, .png or .dot file")
+    text = to_dot(circuits, title=title)
+    if fmt == "dot":
+        path.write_text(text, encoding="utf-8")
+        return path
+    _run_dot(text, fmt, path)
+    return path
+
+
+def _run_dot(text: str, fmt: str, path: Path) -> None:
+    """Run Graphviz into a temporary file first, so a failed drawing never leaves half a file behind."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise CatalogError(
+            f"Graphviz's 'dot' program is not installed, so a .{fmt} cannot be drawn: install graphviz "
+            "(apt-get install graphviz, brew install graphviz) or write a .dot file"
+        )
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        proc = subprocess.run(
+            [exe, f"-T{fmt}", "-o", str(tmp)], input=text.encode("utf-8"), capture_output=True, timeout=DOT_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise CatalogError(f"Graphviz took more than {DOT_TIMEOUT_S} s to draw {path.name}") from None
+    if proc.returncode != 0 or not tmp.exists():
+        tmp.unlink(missing_ok=True)
+        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        first = reason[0].split(". Use one of")[0] if reason else f"exit status {proc.returncode}"
+        raise CatalogError(f"Graphviz could not draw {path.name}: {first}")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What is drawn
+
+
+def _collect_nodes(circuits: Sequence[Circuit]) -> dict[str, _DrawnNode]:
+    drawn: dict[str, _DrawnNode] = {}
+    for frame in ("embed", "logits"):
+        drawn[frame] = _DrawnNode(parse_node(frame), members=[c.name for c in circuits])
+    for c in circuits:
+        for n in c.nodes:
+            if not n.kept or n.kind in (NodeKind.EMBED.value, NodeKind.LOGITS.value):
+                continue
+            d = drawn.setdefault(n.key, _DrawnNode(parse_node(n.key)))
+            d.members.append(c.name)
+            if n.role and n.role not in d.roles:
+                d.roles.append(n.role)
+    return drawn
+
+
+def _collect_edges(circuits: Sequence[Circuit]) -> dict[str, _DrawnEdge]:
+    """Kept edges of circuits that know their edges; the score shown is the first circuit's that has one."""
+    drawn: dict[str, _DrawnEdge] = {}
+    for c in circuits:
+        if not c.edges_known:
+            continue
+        for e in c.edges:
+            if not e.kept:
+                continue
+            d = drawn.setdefault(e.key, _DrawnEdge(e))
+            d.members.append(c.name)
+            if d.record.score is None and e.score is not None:
+                d.record = e
+    return drawn
+
+
+def _sorted_nodes(nodes: dict[str, _DrawnNode]) -> list[_DrawnNode]:
+    return sorted(nodes.values(), key=lambda d: d.node.order)
+
+
+def _rank_of(node: Node) -> str:
+    if node.kind is NodeKind.EMBED:
+        return "embed"
+    if node.kind is NodeKind.LOGITS:
+        return "logits"
+    return str(node.layer)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DOT lines
+
+
+def _rank_lines(nodes: dict[str, _DrawnNode]) -> list[str]:
+    """One anchor per rank, chained invisibly so Graphviz keeps the layers in order."""
+    ranks: dict[str, list[str]] = {}
+    for d in _sorted_nodes(nodes):
+        ranks.setdefault(_rank_of(d.node), []).append(d.node.key)
+    lines = ["  // layer order: one anchor per rank, chained by invisible edges"]
+    anchors = []
+    for rank, keys in ranks.items():
+        anchor = f"rank:{rank}"
+        anchors.append(anchor)
+        label = "" if rank in ("embed", "logits") else f"layer {rank}"
+        lines.append(f"  {_q(anchor)} [shape=plaintext, label={_q(label)}, fontsize=10, fontcolor=\"#888888\"];")
+        lines.append("  { rank=same; " + " ".join(f"{_q(k)};" for k in [anchor, *keys]) + " }")
+    lines.append("  " + " -> ".join(_q(a) for a in anchors) + " [style=invis];")
+    return lines
+
+
+def _node_line(d: _DrawnNode, names: list[str], roles: list[str], multi: bool) -> str:
+    shape, style = _SHAPES[d.node.kind]
+    label = [d.node.label]
+    if d.roles:
+        label.append(" / ".join(d.roles))
+    frame = d.node.kind in (NodeKind.EMBED, NodeKind.LOGITS)
+    if frame:
+        fill, outline = _PLAIN_FILL, _OUTLINE
+    elif not multi:
+        fill = _ROLE_FILLS[roles.index(d.roles[0]) % len(_ROLE_FILLS)] if d.roles else _PLAIN_FILL
+        outline = _OUTLINE
+    elif len(d.members) == len(names):
+        fill, outline = _SHARED_FILL, _OUTLINE
+    elif len(d.members) == 1:
+        fill, outline = _circuit_colours(names.index(d.members[0]))
+    else:
+        fill, outline = _PARTIAL_FILL, _OUTLINE
+        style += ",dashed"
+        label.append("+".join(_letter(names.index(m)) for m in d.members))
+    attrs = [
+        f"shape={shape}",
+        f"style={_q(style)}",
+        f"fillcolor={_q(fill)}",
+        f"color={_q(outline)}",
+        f"label={_q(chr(10).join(label))}",
+        f"tooltip={_q(d.node.key + ': ' + ', '.join(d.members))}",
+    ]
+    if multi and not frame and len(d.members) == len(names):
+        attrs.append("penwidth=2.0")
+    return f"  {_q(d.node.key)} [{', '.join(attrs)}];"
+
+
+def _edge_lines(edges: dict[str, _DrawnEdge], edge_circuits: list[str], multi: bool) -> list[str]:
+    """One line per (source, destination): a head's q, k and v edges from one source share it."""
+    if not edges:
+        return []
+    largest = max((abs(e.record.score) for e in edges.values() if _finite(e.record.score)), default=0.0)
+    bundles: dict[tuple[str, str], list[_DrawnEdge]] = {}
+    for key in sorted(edges, key=lambda k: parse_edge(k).order):
+        d = edges[key]
+        bundles.setdefault((d.record.src, d.record.dst), []).append(d)
+    ordered = sorted(bundles.items(), key=lambda kv: parse_edge(kv[1][0].record.key).order)
+    lines = ["  // edges: width by |score|, blue positive, red negative, grey unscored; label: head inputs"]
+    for (src, dst), bundle in ordered:
+        lead = max(bundle, key=lambda d: abs(d.record.score) if _finite(d.record.score) else -1.0).record
+        attrs = [f"color={_q(_edge_colour(lead.score))}", f"penwidth={_width(lead.score, largest):.2f}"]
+        inputs = [d.record.input for d in bundle if d.record.input]
+        if inputs:
+            attrs.append(f"xlabel={_q(','.join(inputs))}")
+        if multi and any(len(d.members) < len(edge_circuits) for d in bundle):
+            attrs.append("style=dashed")
+        attrs.append(f"tooltip={_q('; '.join(_edge_tip(d) for d in bundle))}")
+        lines.append(f"  {_q(src)} -> {_q(dst)} [{', '.join(attrs)}];")
+    return lines
+
+
+def _edge_tip(d: _DrawnEdge) -> str:
+    score = "" if d.record.score is None else f" {d.record.score:.4g}"
+    return f"{d.record.key}{score} ({', '.join(d.members)})"
+
+
+def _legend_lines(circuits: Sequence[Circuit], roles: list[str], edges: dict[str, _DrawnEdge], multi: bool) -> list[str]:
+    rows: list[tuple[str, str]] = []
+    names = [c.name for c in circuits]
+    if multi:
+        rows.append((_SHARED_FILL, f"in all {len(names)} circuits"))
+        rows += [(_circuit_colours(i)[0], f"{_letter(i)}: only {n}") for i, n in enumerate(names)]
+        rows.append((_PARTIAL_FILL, "in some (letters say which)"))
+    else:
+        rows += [(_ROLE_FILLS[i % len(_ROLE_FILLS)], role) for i, role in enumerate(roles)]
+    text = ["box: head (layer.head)   hexagon: MLP"]
+    if edges:
+        text.append("edge width: |score|   blue +, red -, grey unscored   label: head inputs")
+        if multi:
+            text.append("solid edge: in every circuit with edges   dashed: in some")
+    nodes_only = [c.name for c in circuits if not c.edges_known]
+    if nodes_only:
+        text.append("nodes only, edges unknown: " + ", ".join(nodes_only))
+    cells = "".join(
+        f'<TR><TD BGCOLOR="{colour}" FIXEDSIZE="TRUE" WIDTH="14" HEIGHT="10"></TD><TD ALIGN="LEFT">{_html(label)}</TD></TR>' for colour, label in rows
+    )
+    cells += "".join(f'<TR><TD></TD><TD ALIGN="LEFT">{_html(t)}</TD></TR>' for t in text)
+    table = f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2">{cells}</TABLE>>'
+    return [
+        f"  legend [shape=plaintext, fontsize=9, label={table}];",
+        '  { rank=same; "rank:logits"; legend; }',
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _default_title(circuits: Sequence[Circuit]) -> str:
+    if len(circuits) == 1:
+        c = circuits[0]
+        return f"{c.name} ({c.model}" + (f", task {c.task})" if c.task else ")")
+    return " vs ".join(c.name for c in circuits)
+
+
+def _circuit_colours(index: int) -> tuple[str, str]:
+    return _CIRCUIT_COLOURS[index % len(_CIRCUIT_COLOURS)]
+
+
+def _letter(index: int) -> str:
+    return chr(ord("A") + index) if index < 26 else f"C{index + 1}"
+
+
+def _finite(score: Optional[float]) -> bool:
+    return score is not None and math.isfinite(score)
+
+
+def _edge_colour(score: Optional[float]) -> str:
+    if score is None or math.isnan(score):
+        return _UNSCORED
+    return _NEGATIVE if score < 0 else _POSITIVE
+
+
+def _width(score: Optional[float], largest: float) -> float:
+    if score is None or math.isnan(score) or largest == 0.0:
+        return 1.0
+    if math.isinf(score):
+        return _MAX_WIDTH
+    return _MIN_WIDTH + (_MAX_WIDTH - _MIN_WIDTH) * abs(score) / largest
+
+
+def _q(text: str) -> str:
+    """A DOT double-quoted string; a newline becomes DOT's centred line break."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+

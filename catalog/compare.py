@@ -19,13 +19,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Collection, Literal, Optional, Sequence, Union
+from typing import Any, Collection, Optional, Sequence, Union
 
 from catalog.errors import InvalidCircuit
 from catalog.records import CircuitRecord, EdgeRecord, NewCircuit, NodeRecord
 from discovery.graph import parse_edge, parse_node
 
-Level = Literal["nodes", "edges"]
 LEVELS: tuple[str, ...] = ("nodes", "edges")
 COMPONENT_KINDS: tuple[str, ...] = ("head", "mlp")
 Circuit = Union[CircuitRecord, NewCircuit]
@@ -55,7 +54,7 @@ class Overlap:
     shared_edges: tuple[str, ...]
     warnings: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "circuits": list(self.circuits),
             "level": self.level,
@@ -100,7 +99,7 @@ class Diff:
     role_changes: tuple[RoleChange, ...]
     jaccard: float
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "a": self.a,
             "b": self.b,

@@ -105,10 +105,11 @@ def read_circuit(
     """
     if fmt == "native":
         circuit = import_circuit(data)
-        overrides = {k: v for k, v in (("name", name), ("model", model), ("task", task)) if v is not None}
-        if not overrides:
+        if name is None and model is None and task is None:
             return circuit
-        return validate(replace(circuit, **overrides))
+        return validate(
+            replace(circuit, name=name or circuit.name, model=model or circuit.model, task=task or circuit.task)
+        )
     reader = _FOREIGN_READERS.get(fmt)
     if reader is None:
         raise InvalidCircuit(f"unknown format {fmt!r}: use one of {', '.join(READ_FORMATS)}")

@@ -245,7 +245,7 @@ def _edge_lines(edges: dict[str, _DrawnEdge], edge_circuits: list[str], multi: b
     """One line per (source, destination): a head's q, k and v edges from one source share it."""
     if not edges:
         return []
-    largest = max((abs(e.record.score) for e in edges.values() if _finite(e.record.score)), default=0.0)
+    largest = max((_magnitude(e.record.score) for e in edges.values() if _finite(e.record.score)), default=0.0)
     bundles: dict[tuple[str, str], list[_DrawnEdge]] = {}
     for key in sorted(edges, key=lambda k: parse_edge(k).order):
         d = edges[key]
@@ -253,7 +253,7 @@ def _edge_lines(edges: dict[str, _DrawnEdge], edge_circuits: list[str], multi: b
     ordered = sorted(bundles.items(), key=lambda kv: parse_edge(kv[1][0].record.key).order)
     lines = ["  // edges: width by |score|, blue positive, red negative, grey unscored; label: head inputs"]
     for (src, dst), bundle in ordered:
-        lead = max(bundle, key=lambda d: abs(d.record.score) if _finite(d.record.score) else -1.0).record
+        lead = max(bundle, key=lambda d: _magnitude(d.record.score)).record
         attrs = [f"color={_q(_edge_colour(lead.score))}", f"penwidth={_width(lead.score, largest):.2f}"]
         inputs = [d.record.input for d in bundle if d.record.input]
         if inputs:
@@ -319,6 +319,11 @@ def _letter(index: int) -> str:
 
 def _finite(score: Optional[float]) -> bool:
     return score is not None and math.isfinite(score)
+
+
+def _magnitude(score: Optional[float]) -> float:
+    """|score|, with unscored and NaN below every real score."""
+    return -1.0 if score is None or math.isnan(score) else abs(score)
 
 
 def _edge_colour(score: Optional[float]) -> str:

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from catalog import queries
 from catalog.compare import Diff, Overlap, diff, overlap
 from catalog.db import connect, session_scope
+from catalog.errors import CatalogError, NotFound
 from catalog.interchange import DEFAULT_MODEL, READ_FORMATS, WRITE_FORMATS, read_circuit_file, write_circuit_file
 from catalog.records import CircuitRecord, NewCircuit
 from catalog.reference import list_references, load_reference, reference_names
-from catalog.errors import NotFound
 from catalog.render import render
 from cli.options import db_option, info, json_option, print_json, print_table
 
@@ -254,16 +254,27 @@ def reference_list_cmd(db_url: str, as_json: bool) -> None:
         circuits reference list --json
     """
     infos = list_references()
-    with _session(db_url, read_only=True) as session:
-        held = {i.name for i in infos if queries.find_circuit(session, i.name) is not None}
+    held = _held(db_url, [i.name for i in infos])
+    imported = {i.name: None if held is None else i.name in held for i in infos}
     if as_json:
-        print_json([{**vars(i), "imported": i.name in held} for i in infos])
+        print_json([{**vars(i), "imported": imported[i.name]} for i in infos])
         return
     print_table(
         ["name", "task", "heads", "MLPs", "edges", "imported", "source"],
         [(i.name, i.task, i.n_heads, i.n_mlps, i.n_edges if i.edges_known else "unknown",
-          "yes" if i.name in held else "no", i.citation.split(". ")[0]) for i in infos],
+          {True: "yes", False: "no", None: "?"}[imported[i.name]], i.citation.split(". ")[0]) for i in infos],
     )
+
+
+def _held(db_url: str, names: Sequence[str]) -> Optional[set[str]]:
+    """Which of ``names`` the catalog holds; None (with a note) when it cannot be read, since the shipped
+    list is worth showing without a working database."""
+    try:
+        with _session(db_url, read_only=True) as session:
+            return {n for n in names if queries.find_circuit(session, n) is not None}
+    except CatalogError as err:
+        info(f"note: cannot read the catalog ({str(err).splitlines()[0]}), so 'imported' is not shown")
+        return None
 
 
 @reference_group.command("import")

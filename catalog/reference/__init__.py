@@ -32,12 +32,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, cast
 
 from catalog.errors import InvalidCircuit, NotFound
 from catalog.formats.common import validate
 from catalog.records import EdgeRecord, NewCircuit, NodeRecord
-from discovery.graph import QKV, Edge, InvalidKey, Node, NodeKind, check_edge, feeds, parse_node
+from discovery.graph import QKV, Edge, InputName, InvalidKey, Node, NodeKind, check_edge, feeds, parse_node
 
 FORMAT = "circuit-catalog-reference"
 VERSION = 1
@@ -182,7 +182,7 @@ def _edges(src: Node, dst: Node, inputs: Optional[list[str]]) -> Iterator[EdgeRe
         if not inputs or any(i not in QKV for i in inputs):
             raise InvalidCircuit(f"a connection into head {dst.key} must list its inputs (q, k, v)")
         for inp in inputs:
-            yield _edge(Edge(src, dst, inp))  # type: ignore[arg-type]
+            yield _edge(Edge(src, dst, cast(InputName, inp)))
     else:
         yield _edge(Edge(src, dst))
 

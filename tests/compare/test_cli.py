@@ -66,6 +66,15 @@ def test_reference_list_table_and_json(db: str) -> None:
     assert listed[2]["edges_known"] is True and listed[2]["n_heads"] == 26 and listed[2]["imported"] is True
 
 
+def test_reference_list_works_without_a_readable_catalog(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.db"
+    broken.write_text("not a database")
+    result = run(str(broken), "reference", "list", "--json")
+    assert result.exit_code == 0
+    assert {r["imported"] for r in json.loads(result.stdout)} == {None}
+    assert result.stderr.startswith("note: cannot read the catalog (")
+
+
 def test_reference_import_all_then_skip(db: str) -> None:
     first = run(db, "reference", "import")
     assert first.exit_code == 0

@@ -48,7 +48,7 @@ def test_unknown_reference_names_the_known_ones() -> None:
 
 def test_ioi_has_26_heads_in_seven_classes() -> None:
     ioi = load_reference("ioi-wang2022")
-    roles = {}
+    roles: dict[str, set[str]] = {}
     for n in ioi.nodes:
         if n.role:
             roles.setdefault(n.role, set()).add(n.key)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from catalog.errors import CatalogError
+from catalog.records import CircuitRecord
 from catalog.reference import load_reference
 from catalog.render import render, to_dot
 from tests.compare.builders import make_circuit
@@ -18,7 +19,7 @@ from tests.compare.builders import make_circuit
 HAS_DOT = shutil.which("dot") is not None
 
 
-def small():
+def small() -> CircuitRecord:
     return make_circuit(
         "small",
         ["a0.1", "a3.0", "m3"],

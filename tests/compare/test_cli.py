@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from catalog.interchange import export_circuit
-from catalog.reference import load_reference
+from catalog.reference import list_references, load_reference
 from catalog.render import to_dot
 from cli.compare_cmds import COMMANDS
 from cli.main import cli
@@ -191,6 +191,14 @@ def test_export_import_round_trip_native_and_eap_ig(seeded: str, tmp_path: Path)
     assert back.stdout == "imported gt: 9 heads, 8 MLPs, 188 edges\n"
     assert back.stderr == "note: eap-ig files do not name their model; assuming gpt2 (--model to change)\n"
     assert json.loads(run(seeded, "diff", "greater-than-hanna2023", "gt", "--json").stdout)["only_b"] == []
+
+
+def test_stored_references_export_exactly_as_shipped(seeded: str, tmp_path: Path) -> None:
+    """Saving and loading through the catalog loses nothing: roles, notes, attributes, metadata, edges."""
+    for info in list_references():
+        out = tmp_path / f"{info.name}.json"
+        assert run(seeded, "export", info.name, "-o", str(out)).exit_code == 0
+        assert json.loads(out.read_text()) == json.loads(json.dumps(export_circuit(load_reference(info.name))))
 
 
 def test_import_other_tools_files(db: str, write_json: Callable[[str, Any], Path]) -> None:

@@ -1,0 +1,121 @@
+"""A researcher's own prompts: ``--task file:PROMPTS.jsonl``, and ``export_jsonl`` to write any task's.
+
+One JSON object a line::
+
+    {"clean": "3 4 5 6", "corrupted": "8 1 4 2", "answer": " 7", "wrong": " 6"}
+
+``answer`` (a text) or ``answers`` (a list of texts), and ``wrong`` (a text or a list). Continuations keep
+their leading space when they follow one (`` 7``). Blank lines are skipped. Every error names the file and
+the line number of the first bad line; the dataset builder's token checks name the line too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Union
+
+from discovery.errors import TaskError
+from discovery.tasks.base import LOGIT_DIFF, Prompt, Task
+
+FILE_CORRUPTION = "file"
+
+
+def _texts(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{key!r} must be a non-empty text or a non-empty list of texts")
+    return tuple(value)
+
+
+def parse_line(text: str) -> Prompt:
+    """One line's prompt; raises ValueError saying what is wrong with it."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON ({err.msg})") from None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    for key in ("clean", "corrupted"):
+        if not isinstance(obj.get(key), str) or not obj[key].strip():
+            raise ValueError(f"{key!r} must be a non-empty text")
+    if ("answer" in obj) == ("answers" in obj):
+        raise ValueError("give exactly one of 'answer' (a text) or 'answers' (a list)")
+    answers = _texts(obj.get("answer", obj.get("answers")), "answer" if "answer" in obj else "answers")
+    if "wrong" not in obj:
+        raise ValueError("'wrong' is missing")
+    wrong = _texts(obj["wrong"], "wrong")
+    unknown = set(obj) - {"clean", "corrupted", "answer", "answers", "wrong"}
+    if unknown:
+        raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
+    return Prompt(clean=obj["clean"], corrupted=obj["corrupted"], answers=answers, wrong=wrong)
+
+
+@dataclass(frozen=True, repr=False)
+class FileTask(Task):
+    """Prompts read from a JSONL file, in file order; ``seed`` does not change them."""
+
+    path: str
+    name: str = ""
+    description: str = ""
+    metric: str = LOGIT_DIFF
+    corruptions: tuple[str, ...] = (FILE_CORRUPTION,)
+    default_corruption: str = FILE_CORRUPTION
+    may_drop_prompts: bool = False
+    _prompts: tuple[Prompt, ...] = field(default=(), compare=False)
+    _lines: tuple[int, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", f"file:{self.path}")
+        object.__setattr__(self, "description", f"prompts from {self.path}")
+        p = Path(self.path)
+        if not p.is_file():
+            raise TaskError(f"no prompts file {self.path!r}")
+        prompts, lines = [], []
+        with p.open(encoding="utf-8") as fh:
+            for number, text in enumerate(fh, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    prompts.append(parse_line(text))
+                except (ValueError, TaskError) as err:
+                    raise TaskError(f"{self.path} line {number}: {err}") from None
+                lines.append(number)
+        if not prompts:
+            raise TaskError(f"{self.path}: no prompts in the file")
+        object.__setattr__(self, "_prompts", tuple(prompts))
+        object.__setattr__(self, "_lines", tuple(lines))
+
+    def __len__(self) -> int:
+        return len(self._prompts)
+
+    def prompts(self, n: int, seed: int = 0, corruption: str | None = None) -> list[Prompt]:
+        self.check_n(n)
+        self.check_corruption(corruption)
+        if n > len(self._prompts):
+            raise TaskError(f"{self.path} holds {len(self._prompts)} prompts, fewer than the {n} asked for")
+        return list(self._prompts[:n])
+
+    def where(self, index: int) -> str:
+        return f"{self.path} line {self._lines[index]}"
+
+
+def prompt_record(p: Prompt) -> dict[str, Any]:
+    """The JSONL object of one prompt (lists for answers and wrong, so every task exports alike)."""
+    return {"clean": p.clean, "corrupted": p.corrupted, "answers": list(p.answers), "wrong": list(p.wrong)}
+
+
+def export_jsonl(data: Union["TaskDatasetLike", Iterable[Prompt]], path: str | Path) -> int:
+    """Write prompts (a dataset's, or any iterable of ``Prompt``) as JSONL that ``file:PATH`` reads back."""
+    prompts = getattr(data, "prompts", data)
+    count = 0
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for p in prompts:
+            fh.write(json.dumps(prompt_record(p), ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+TaskDatasetLike = Any  # a TaskDataset; named loosely so this module does not import torch

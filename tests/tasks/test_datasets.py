@@ -1,0 +1,155 @@
+"""Covers: built-in tasks' prompts and corruptions, build_dataset's tensors, seeding, hashing and refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from discovery.errors import TaskError
+from discovery.tasks import build_dataset, get_task, list_tasks, task_names
+from discovery.tasks.sequences import DIGITS, NUMWORDS, SequenceTask
+from discovery.toy.vocab import vocabulary
+
+ALL = [(t.name, c) for t in list_tasks() for c in t.corruptions]
+
+
+def members(text: str) -> list[str]:
+    return text.split()
+
+
+def test_builtins_are_listed() -> None:
+    assert task_names() == ["digits", "numwords", "months", "decreasing", "greater-than", "less-than", "ioi"]
+    for t in list_tasks():
+        assert t.default_corruption in t.corruptions and t.description and t.metric in ("logit-diff", "prob-diff")
+    assert get_task("greater-than").metric == "prob-diff"
+
+
+@pytest.mark.parametrize("name,corruption", ALL)
+def test_one_token_length_and_bos(toy_tokenizer, name: str, corruption: str) -> None:
+    data = build_dataset(name, toy_tokenizer, n=40, seed=3, corruption=corruption)
+    assert data.clean.shape == data.corrupted.shape == (40, data.seq_len)
+    assert (data.clean[:, 0] == toy_tokenizer.bos_token_id).all()
+    assert not (data.clean == toy_tokenizer.unk_token_id).any()
+    assert not (data.corrupted == toy_tokenizer.unk_token_id).any()
+    assert data.answers_mask.any(-1).all() and data.wrong_mask.any(-1).all()
+    assert ((data.answers >= 0) == data.answers_mask).all()
+    assert data.spec.size == 40 and data.spec.seq_len == data.seq_len and data.spec.corruption == corruption
+    assert torch.equal(data.tokens("corrupted"), data.corrupted)
+
+
+def test_seeded_and_reproducible(toy_tokenizer) -> None:
+    a = build_dataset("ioi", toy_tokenizer, n=30, seed=7)
+    b = build_dataset("ioi", toy_tokenizer, n=30, seed=7)
+    c = build_dataset("ioi", toy_tokenizer, n=30, seed=8)
+    assert a.prompts == b.prompts and torch.equal(a.clean, b.clean)
+    assert a.spec.content_hash == b.spec.content_hash != c.spec.content_hash
+    assert len(a.spec.content_hash) == 64
+    # more prompts with the same seed begin with the same prompts; the clean side ignores the corruption
+    assert get_task("digits").prompts(50, 1, "random")[:10] == get_task("digits").prompts(10, 1, "random")
+    clean = [p.clean for p in get_task("digits").prompts(10, 1, "shuffled")]
+    assert clean == [p.clean for p in get_task("digits").prompts(10, 1, "repeat-all")]
+
+
+def test_sequence_answers() -> None:
+    for p in get_task("digits").prompts(50, 0, "random"):
+        shown = [int(m) for m in members(p.clean)]
+        assert shown == list(range(shown[0], shown[0] + 4))
+        assert p.answers == (f" {shown[-1] + 1}",) and p.wrong == (f" {shown[-1]}",)
+    for p in get_task("decreasing").prompts(50, 0, "random"):
+        shown = [int(m) for m in members(p.clean)]
+        assert shown == list(range(shown[0], shown[0] - 4, -1)) and p.answers == (f" {shown[-1] - 1}",)
+    p = get_task("numwords").prompts(1, 0, "random")[0]
+    i = NUMWORDS.index(members(p.clean)[-1])
+    assert p.answers == (" " + NUMWORDS[i + 1],)
+
+
+@pytest.mark.parametrize("task", ["digits", "numwords", "months", "decreasing"])
+def test_sequence_corruptions(task: str) -> None:
+    t = get_task(task)
+    for p in t.prompts(30, 0, "repeat-all"):
+        c = members(p.corrupted)
+        assert c == [members(p.clean)[0]] * 4
+    for p in t.prompts(30, 0, "random-some"):
+        diff = [a != b for a, b in zip(members(p.clean), members(p.corrupted))]
+        assert sum(diff) == 1
+    for p in t.prompts(30, 0, "shuffled"):
+        assert sorted(members(p.corrupted)) == sorted(members(p.clean)) and p.corrupted != p.clean
+    for p in t.prompts(30, 0, "random"):
+        assert len(members(p.corrupted)) == 4 and p.corrupted != p.clean
+
+
+def test_year_tasks() -> None:
+    for p in get_task("greater-than").prompts(40, 0, "01"):
+        year = next(w for w in p.clean.split() if len(w) == 4 and w.isdigit())
+        yy = int(year[2:])
+        assert p.corrupted == p.clean.replace(year, year[:2] + "01")
+        assert set(map(int, p.answers)) == set(range(yy + 1, 100))
+        assert set(map(int, p.wrong)) == set(range(0, yy + 1))
+        assert all(len(a) == 2 for a in p.answers + p.wrong)
+    for p in get_task("less-than").prompts(40, 0, "01"):
+        yy = int(next(w for w in p.clean.split() if len(w) == 4 and w.isdigit())[2:])
+        assert set(map(int, p.answers)) == set(range(0, yy)) and set(map(int, p.wrong)) == set(range(yy, 100))
+
+
+def test_ioi_prompts() -> None:
+    for p in get_task("ioi").prompts(40, 0, "abc"):
+        words = p.clean.replace(",", " ").split()
+        io, s = p.answers[0].strip(), p.wrong[0].strip()
+        assert words.count(io) == 1 and words.count(s) == 2
+        corrupted = set(p.corrupted.replace(",", " ").split())
+        names = corrupted - set(words)
+        assert len(names) == 3 and io not in corrupted and s not in corrupted
+    orders = [p.clean.split()[1] == p.answers[0].strip() for p in get_task("ioi").prompts(200, 0, "abc")]
+    assert 60 < sum(orders) < 140  # ABBA and BABA in about equal measure
+
+
+def test_unknown_task_and_corruption(toy_tokenizer) -> None:
+    with pytest.raises(TaskError, match="known tasks: digits, numwords"):
+        get_task("nope")
+    with pytest.raises(TaskError, match="no corruption 'abc'.*random, repeat-all"):
+        build_dataset("digits", toy_tokenizer, n=2, corruption="abc")
+    with pytest.raises(TaskError, match="at least one prompt"):
+        build_dataset("digits", toy_tokenizer, n=0)
+
+
+def test_refuses_unknown_word_naming_it(make_tokenizer) -> None:
+    lacking = make_tokenizer([w for w in vocabulary() if w != "seventeen"])
+    with pytest.raises(TaskError, match="'seventeen'|' seventeen'"):
+        build_dataset("numwords", lacking, n=200)
+    build_dataset("digits", lacking, n=20)  # other tasks are unaffected
+
+
+def test_refuses_multi_token_members_naming_them(make_tokenizer) -> None:
+    digit_split = make_tokenizer(vocabulary(), split_digits=True)  # " 17" -> "1" "7"
+    with pytest.raises(TaskError, match=r"not single known tokens.*' \d\d' -> \['\d', '\d'\]"):
+        build_dataset(SequenceTask("teens", "", DIGITS[10:30]), digit_split, n=5)
+    build_dataset(SequenceTask("small", "", DIGITS[:10]), digit_split, n=5)  # one-digit members are fine
+
+
+def test_keeps_one_length_when_templates_differ(make_tokenizer) -> None:
+    # A tokenizer that merges years of the 1750s into one token (as a BPE may): those prompts come out one
+    # token shorter, so the builder keeps the most common length and still returns n prompts of one length.
+    inner = make_tokenizer(vocabulary())
+    century, merged = inner.convert_tokens_to_ids("17"), inner.convert_tokens_to_ids("Monday")
+    fifties = {inner.convert_tokens_to_ids(str(y)) for y in range(50, 60)}
+
+    class Merging:
+        bos_token_id, unk_token_id = inner.bos_token_id, inner.unk_token_id
+
+        def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+            ids, out = inner(text, add_special_tokens=False)["input_ids"], []
+            for i in ids:
+                if out and out[-1] == century and i in fifties:
+                    out[-1] = merged
+                else:
+                    out.append(i)
+            return {"input_ids": out}
+
+        def convert_ids_to_tokens(self, ids: list) -> list:
+            return inner.convert_ids_to_tokens(ids)
+
+    task = get_task("greater-than")
+    pool = task.prompts(1200, 0, "01")
+    assert any(" 175" in p.clean for p in pool)
+    data = build_dataset(task, Merging(), n=150, seed=0)
+    assert list(data.prompts) == [p for p in pool if " 175" not in p.clean][:150]

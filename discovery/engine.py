@@ -23,7 +23,7 @@ The forward over plain tensors is checked against TransformerBridge's own output
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -36,7 +36,8 @@ from discovery.weights import GPT2Weights, activation, layer_norm
 class EngineOutput:
     logits: Tensor  # [C, B, V] at the last position, or [C, B, P, V] with all_positions
     sources: Optional[Tensor] = None  # [C, S, B, P, d] source outputs, when asked for
-    probes: list[Tensor] = field(default_factory=list)  # per layer: heads [C*B, P, 3, H, d], mlp [C*B, P, d]; then logits
+    # per layer: heads [B, P, 3H, d] (head-major, then q, k, v), MLP [B, P, d]; then logits [B, P or 1, d]
+    probes: list[Tensor] = field(default_factory=list)
 
 
 class Engine:
@@ -101,6 +102,7 @@ class Engine:
         *,
         masks: Optional[Tensor] = None,
         patch: Optional[Tensor] = None,
+        patch_cum: Optional[Tensor] = None,
         clean: Optional[Tensor] = None,
         start_layer: int = 0,
         embed: Optional[Tensor] = None,
@@ -111,7 +113,8 @@ class Engine:
         """Run ``C`` masked copies of the model on ``tokens`` ``[B, P]``.
 
         masks: ``[C, S, D]`` (1 keeps an edge, 0 patches it; fractions interpolate) or None for the plain model.
-        patch: ``[S, B or 1, P, d]`` values for patched edges (needed with masks).
+        patch: ``[S, B or 1, P, d]`` values for patched edges (needed with masks); ``patch_cum``, its cumulative
+        sum over sources, may be passed by callers that reuse one patch for many forwards.
         clean: ``[S, B, P, d]`` cached outputs of the unpatched model, read for the sources below ``start_layer``.
         embed: ``[B, P, d]`` replaces the embed source's output (used to interpolate inputs).
         """
@@ -121,11 +124,71 @@ class Engine:
             raise ValueError("masks need patch values")
         if start_layer > 0 and clean is None:
             raise ValueError("starting above layer 0 needs the clean run's source outputs")
-        state = _RunState(self, C, B, P, masks, patch, clean, start_layer, embed, tokens, probes, return_sources)
+        if probes and C > 1:
+            raise ValueError("probes are for a single copy")
+        shared = self._shared_sources(tokens, clean, start_layer, embed)
+        run: _PlainRun | MaskedRun
+        if masks is None:
+            run = _PlainRun(self, B, P, shared, start_layer, probes, return_sources)
+        else:
+            assert patch is not None
+            run = MaskedRun(self, masks, patch, shared, probes, patch_cum)
         for layer in range(start_layer, self.L):
-            state.attention_layer(layer)
-            state.mlp_layer(layer)
-        return state.finish(all_positions)
+            run.attention_layer(layer)
+            run.mlp_layer(layer)
+        logits = run.final(all_positions)
+        return EngineOutput(logits=logits, sources=run.sources() if return_sources else None, probes=run.probes)
+
+    def _shared_sources(self, tokens: Tensor, clean: Optional[Tensor], start_layer: int,
+                        embed: Optional[Tensor]) -> Tensor:
+        """Outputs ``[S0, B, P, d]`` of the sources below ``start_layer``: the same in every copy."""
+        if start_layer == 0:
+            return (embed if embed is not None else self.embed(tokens)).unsqueeze(0)
+        assert clean is not None
+        return clean[: self.n_up_heads(start_layer)]
+
+    # -- the pieces both runs share --------------------------------------------------------------------------
+    def attention(self, x: Tensor, layer: int, heads: Optional[Sequence[int]] = None,
+                  index: Optional[Tensor] = None) -> Tensor:
+        """Per-head results ``[n, P, Hs, d]`` of ``heads`` (default: all of the layer's).
+
+        ``x`` is one shared residual ``[n, P, d]``, per-head inputs ``[n, P, Hs, 3, d]`` (q, k, v), or distinct
+        inputs ``[n, P, U, d]`` with ``index`` ``[Hs, 3]`` saying which one each head's q, k and v read.
+        LayerNorm runs once per distinct input."""
+        w = self.w
+        idx = None if heads is None or len(heads) == self.H else torch.tensor(list(heads), device=x.device)
+        pick = (lambda t: t) if idx is None else (lambda t: t.index_select(0, idx))  # noqa: E731
+        ln_w, ln_b = _at(w.ln1_w, layer), _at(w.ln1_b, layer)
+        W_Q, W_K, W_V = pick(w.W_Q[layer]), pick(w.W_K[layer]), pick(w.W_V[layer])
+        if index is not None and bool((index == index.flatten()[0]).all()):
+            x, index = x[:, :, 0], None  # every input alike: the plain path
+        if index is not None:
+            xn = layer_norm(x, ln_w, ln_b, w.eps)
+            q = torch.einsum("nphd,hde->nphe", xn.index_select(2, index[:, 0]), W_Q)
+            k = torch.einsum("nphd,hde->nphe", xn.index_select(2, index[:, 1]), W_K)
+            v = torch.einsum("nphd,hde->nphe", xn.index_select(2, index[:, 2]), W_V)
+        elif x.dim() == 3:
+            xn = layer_norm(x, ln_w, ln_b, w.eps)
+            q = torch.einsum("npd,hde->nphe", xn, W_Q)
+            k = torch.einsum("npd,hde->nphe", xn, W_K)
+            v = torch.einsum("npd,hde->nphe", xn, W_V)
+        else:
+            xn = layer_norm(x, ln_w, ln_b, w.eps)
+            q = torch.einsum("nphd,hde->nphe", xn[:, :, :, 0], W_Q)
+            k = torch.einsum("nphd,hde->nphe", xn[:, :, :, 1], W_K)
+            v = torch.einsum("nphd,hde->nphe", xn[:, :, :, 2], W_V)
+        q, k, v = q + pick(w.b_Q[layer]), k + pick(w.b_K[layer]), v + pick(w.b_V[layer])
+        z = _attend(q, k, v, w.attn_scale)
+        return torch.einsum("nphe,hed->nphd", z, pick(w.W_O[layer]))
+
+    def mlp(self, x: Tensor, layer: int) -> Tensor:
+        w = self.w
+        xn = layer_norm(x, _at(w.ln2_w, layer), _at(w.ln2_b, layer), w.eps)
+        return activation(xn @ w.W_in[layer] + w.b_in[layer], w.act_fn) @ w.W_out[layer] + w.b_out[layer]
+
+    def unembed(self, x: Tensor) -> Tensor:
+        w = self.w
+        return layer_norm(x, w.lnf_w, w.lnf_b, w.eps) @ w.W_U + w.b_U
 
     # -- self-check ------------------------------------------------------------------------------------------
     def check_against_bridge(self, bridge: Any, tokens: Tensor, atol: float = 1e-4) -> float:
@@ -143,67 +206,17 @@ class Engine:
         return diff
 
 
-class _RunState:
-    """The work of one ``Engine.forward`` call: per-copy source deltas and the running inputs."""
+class _PlainRun:
+    """The unmasked model: one running residual stream; per-destination inputs only when probed."""
 
-    def __init__(
-        self, engine: Engine, C: int, B: int, P: int, masks: Optional[Tensor], patch: Optional[Tensor],
-        clean: Optional[Tensor], start_layer: int, embed: Optional[Tensor], tokens: Tensor,
-        probes: bool, return_sources: bool,
-    ):
-        self.e, self.w = engine, engine.w
-        self.C, self.B, self.P, self.N = C, B, P, C * B
-        self.masks, self.patch = masks, patch
-        self.want_probes, self.return_sources = probes, return_sources
+    def __init__(self, engine: Engine, B: int, P: int, shared: Tensor, start_layer: int, probes: bool,
+                 keep: bool):
+        self.e, self.B, self.P = engine, B, P
+        self.want_probes, self.keep = probes, keep
         self.probes: list[Tensor] = []
-        d = engine.d
-        self.n_shared = engine.n_up_heads(start_layer)
-        # Sources below start_layer are the same in every copy.
-        shared = clean[: self.n_shared] if clean is not None else None
-        if start_layer == 0:
-            emb = embed if embed is not None else engine.embed(tokens)
-            shared = emb.unsqueeze(0)
-        assert shared is not None
-        self.shared_out = shared  # [S0, B, P, d]
-        # Per-copy outputs of the recomputed sources, stored as deltas from the patch value: [C, S - S0, B*P*d].
-        self.n_local = engine.n_sources - self.n_shared
-        dtype = self.w.dtype
-        # The plain model needs no per-source record unless the caller wants the outputs back.
-        self.store = masks is not None or return_sources
-        shape = (C, self.n_local, B * P * d) if self.store else (0,)
-        self.local = torch.empty(shape, dtype=dtype, device=self.w.device)
-        if masks is None:
-            # Plain model: one running residual stream (sum of all outputs so far plus biases).
-            self.resid = shared.sum(0) + (engine.dest_bias[engine.head_dests(start_layer).start] if start_layer else 0)
-            self.resid = self.resid.reshape(1, B, P, d).expand(C, B, P, d).reshape(self.N, P, d)
-        else:
-            self.masks = masks.to(dtype)
-            self.patch_cum = torch.cumsum(patch, dim=0)  # [S, B|1, P, d]: sum of patch values of sources < s+1
-            self.shared_delta = (shared - patch[: self.n_shared]).reshape(self.n_shared, -1)  # [S0, B*P*d]
-
-    # -- inputs ----------------------------------------------------------------------------------------------
-    def _mixed_inputs(self, cols: slice, n_up: int) -> Tensor:
-        """Inputs of destination columns ``cols`` (all reading ``sources[:n_up]``): ``[N, P, Dc, d]``."""
-        assert self.masks is not None and self.patch is not None
-        B, P, d, C = self.B, self.P, self.e.d, self.C
-        m = self.masks[:, :, cols]  # [C, S, Dc]
-        Dc = m.shape[-1]
-        mixed = torch.matmul(m[:, : self.n_shared].transpose(1, 2), self.shared_delta)  # [C, Dc, B*P*d]
-        n_loc = n_up - self.n_shared
-        if n_loc > 0:
-            mixed = mixed + torch.bmm(m[:, self.n_shared : n_up].transpose(1, 2), self.local[:, :n_loc])
-        mixed = mixed.view(C, Dc, B, P, d)
-        base = self.patch_cum[n_up - 1]  # [B|1, P, d]
-        bias = self.e.dest_bias[cols]  # [Dc, d]
-        x = mixed + base.unsqueeze(0).unsqueeze(0) + bias.view(1, Dc, 1, 1, d)
-        return x.permute(0, 2, 3, 1, 4).reshape(self.N, P, Dc, d)
-
-    def _add_source(self, out: Tensor, source: int) -> None:
-        """Record a recomputed source's output ``[N, P, d]`` for later destinations."""
-        if not self.store:
-            return
-        delta = out if self.patch is None else out.view(self.C, self.B, self.P, -1) - self.patch[source]
-        self.local[:, source - self.n_shared] = delta.reshape(self.C, -1)
+        self.outputs: list[Tensor] = list(shared)  # each [B, P, d]
+        bias = engine.dest_bias[engine.head_dests(start_layer).start] if start_layer else 0
+        self.resid = shared.sum(0) + bias  # [B, P, d]
 
     def _probe(self, x: Tensor) -> Tensor:
         if not self.want_probes:
@@ -212,72 +225,28 @@ class _RunState:
         self.probes.append(probe)
         return x + probe
 
-    # -- layers ----------------------------------------------------------------------------------------------
     def attention_layer(self, layer: int) -> None:
-        e, w, H, P = self.e, self.w, self.e.H, self.P
-        if self.masks is None:
-            x = self.resid.unsqueeze(2).expand(self.N, P, 3 * H, e.d) if self.want_probes else None
-            if x is not None:
-                x = self._probe(x).view(self.N, P, H, 3, e.d)
-        else:
-            x = self._probe(self._mixed_inputs(e.head_dests(layer), e.n_up_heads(layer))).view(self.N, P, H, 3, e.d)
-        if x is None:
-            xn = layer_norm(self.resid, _at(w.ln1_w, layer), _at(w.ln1_b, layer), w.eps)
-            q = torch.einsum("npd,hde->nphe", xn, w.W_Q[layer])
-            k = torch.einsum("npd,hde->nphe", xn, w.W_K[layer])
-            v = torch.einsum("npd,hde->nphe", xn, w.W_V[layer])
-        else:
-            xn = layer_norm(x, _at(w.ln1_w, layer), _at(w.ln1_b, layer), w.eps)
-            q = torch.einsum("nphd,hde->nphe", xn[:, :, :, 0], w.W_Q[layer])
-            k = torch.einsum("nphd,hde->nphe", xn[:, :, :, 1], w.W_K[layer])
-            v = torch.einsum("nphd,hde->nphe", xn[:, :, :, 2], w.W_V[layer])
-        q, k, v = q + w.b_Q[layer], k + w.b_K[layer], v + w.b_V[layer]
-        z = _attend(q, k, v, w.attn_scale)  # [N, P, H, e]
-        result = torch.einsum("nphe,hed->nphd", z, w.W_O[layer])  # [N, P, H, d]
-        for h in range(H):
-            self._add_source(result[:, :, h], e.head_source(layer, h))
-        if self.masks is None:
-            self.resid = self.resid + result.sum(2) + w.b_O[layer]
+        e = self.e
+        x = self.resid
+        if self.want_probes:  # one probe per destination: [B, P, 3H, d], head-major then q, k, v
+            x = self._probe(x.unsqueeze(2).expand(self.B, self.P, 3 * e.H, e.d)).view(self.B, self.P, e.H, 3, e.d)
+        result = e.attention(x, layer)
+        if self.keep:
+            self.outputs += list(result.unbind(2))
+        self.resid = self.resid + result.sum(2) + e.w.b_O[layer]
 
     def mlp_layer(self, layer: int) -> None:
-        e, w = self.e, self.w
-        if self.masks is None:
-            x = self._probe(self.resid)
-        else:
-            x = self._probe(self._mixed_inputs(slice(e.mlp_dest(layer), e.mlp_dest(layer) + 1),
-                                               e.mlp_source(layer))[:, :, 0])
-        xn = layer_norm(x, _at(w.ln2_w, layer), _at(w.ln2_b, layer), w.eps)
-        hidden = activation(xn @ w.W_in[layer] + w.b_in[layer], w.act_fn)
-        out = hidden @ w.W_out[layer] + w.b_out[layer]
-        self._add_source(out, e.mlp_source(layer))
-        if self.masks is None:
-            self.resid = self.resid + out
+        out = self.e.mlp(self._probe(self.resid), layer)
+        if self.keep:
+            self.outputs.append(out)
+        self.resid = self.resid + out
 
-    def finish(self, all_positions: bool) -> EngineOutput:
-        e, w = self.e, self.w
-        if self.masks is None:
-            x = self.resid
-        else:
-            x = self._mixed_inputs(slice(e.logits_dest, e.logits_dest + 1), e.n_sources)[:, :, 0]
-        if not all_positions:
-            x = x[:, -1:]
-        x = self._probe(x)
-        xn = layer_norm(x, w.lnf_w, w.lnf_b, w.eps)
-        logits = xn @ w.W_U + w.b_U  # [N, P', V]
-        logits = logits.view(self.C, self.B, *logits.shape[1:])
-        if not all_positions:
-            logits = logits[:, :, 0]
-        return EngineOutput(logits=logits, sources=self._sources() if self.return_sources else None,
-                            probes=self.probes)
+    def final(self, all_positions: bool) -> Tensor:
+        x = self.resid if all_positions else self.resid[:, -1]
+        return self.e.unembed(self._probe(x)).unsqueeze(0)
 
-    def _sources(self) -> Tensor:
-        """All source outputs ``[C, S, B, P, d]`` (shared ones broadcast over copies)."""
-        C, B, P, d = self.C, self.B, self.P, self.e.d
-        local = self.local.view(C, self.n_local, B, P, d)
-        if self.patch is not None:
-            local = local + self.patch[self.n_shared :].unsqueeze(0)
-        shared = self.shared_out.unsqueeze(0).expand(C, *self.shared_out.shape)
-        return torch.cat([shared, local], dim=1)
+    def sources(self) -> Tensor:
+        return torch.stack(self.outputs).unsqueeze(0)
 
 
 def _at(t: Optional[Tensor], layer: int) -> Optional[Tensor]:
@@ -290,3 +259,6 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=scale
     )
     return out.transpose(1, 2)
+
+
+from discovery.masked import MaskedRun  # noqa: E402  (masked.py uses Engine's helpers at call time only)

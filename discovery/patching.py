@@ -14,8 +14,6 @@ so patching changes nothing there).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
@@ -24,7 +22,7 @@ from torch import Tensor
 
 from discovery.engine import Engine
 from discovery.errors import SettingsError
-from discovery.graph import ComponentGraph, Edge, Granularity, Node, NodeKind
+from discovery.graph import ComponentGraph, Edge, Node, NodeKind
 from discovery.metrics import Metric, faithfulness, kept_fraction
 from discovery.weights import GPT2Weights
 
@@ -48,6 +46,7 @@ class PatchSetup:
     memory_budget: int = 1 << 30  # bytes one forward may hold in per-copy activations
     forwards: int = 0  # copies x prompts evaluated so far: what benchmarks count
     _cache: dict[str, float] = field(default_factory=dict)
+    _patch_cum: Optional[Tensor] = None
 
     @property
     def graph(self) -> ComponentGraph:
@@ -102,8 +101,8 @@ class PatchSetup:
         with torch.no_grad():
             for i in range(0, masks.shape[0], step):
                 chunk = masks[i : i + step]
-                out = self.engine.forward(self.tokens, masks=chunk, patch=self.patch, clean=self.clean,
-                                          start_layer=start_layer)
+                out = self.engine.forward(self.tokens, masks=chunk, patch=self.patch, patch_cum=self.patch_cum,
+                                          clean=self.clean, start_layer=start_layer)
                 self.forwards += chunk.shape[0] * self.n_prompts
                 outs.append(out.logits)
         return torch.cat(outs)
@@ -114,6 +113,13 @@ class PatchSetup:
 
     def losses(self, masks: Tensor, start_layer: int = 0) -> Tensor:
         return self.metric.loss(self.logits(masks, start_layer))
+
+    @property
+    def patch_cum(self) -> Tensor:
+        """Cumulative sum of the patch values over sources, computed once per setup."""
+        if self._patch_cum is None:
+            self._patch_cum = torch.cumsum(self.patch, dim=0)
+        return self._patch_cum
 
     @property
     def model_value(self) -> float:
@@ -241,8 +247,3 @@ def default_memory_budget(device: torch.device) -> int:
         return int(free * 0.5)
     return 1 << 30
 
-
-def tensor_hash(*tensors: Tensor) -> str:
-    """sha256 of the canonical JSON of integer tensors (token ids): a content id for a dataset."""
-    payload = json.dumps([t.tolist() for t in tensors], separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()

@@ -110,3 +110,19 @@ def test_probes_give_input_gradients(tiny_model, dataset) -> None:
     out.logits.sum().backward()
     assert len(out.probes) == 2 * engine.L + 1
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in out.probes)
+
+
+def test_stacked_copies_equal_separate_runs(tiny_model, dataset) -> None:
+    """Copies that share most mask columns (computed once) must still equal one run per copy."""
+    setup = prepare(tiny_model, dataset)
+    g = torch.Generator().manual_seed(3)
+    base = (torch.rand(setup.full_mask().shape[1:], generator=g) > 0.3).float()
+    masks = base.repeat(4, 1, 1)
+    layer1 = setup.engine.head_dests(1)
+    masks[1, :, layer1.start + 2] = 0  # copy 1 differs at one input of head 1.0
+    masks[2, 3, :] = 0  # copy 2 ablates one source everywhere
+    masks[3] = (torch.rand(masks.shape[1:], generator=g) > 0.5).float()  # copy 3 differs everywhere
+    together = setup.logits(masks)
+    apart = torch.cat([setup.logits(masks[i : i + 1]) for i in range(4)])
+    assert torch.allclose(together, apart, atol=1e-5)
+    assert not torch.allclose(together[0], together[3], atol=1e-3)

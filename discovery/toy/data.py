@@ -80,7 +80,7 @@ def make_training_set(tokenizer: Any, size: int, seed: int) -> TrainingSet:
     bos = tokenizer.bos_token_id
     vocab = tokenizer.get_vocab()
     for k, ((task, _), count) in enumerate(zip(parts, counts)):
-        for p in task.prompts(count, seed=hash_free_seed(seed, k), corruption=None):
+        for p in task.prompts(count, seed=training_seed(seed, k), corruption=None):
             rows.append([bos] + tokenizer(p.clean, add_special_tokens=False)["input_ids"])
             right.append([vocab[a.strip()] for a in p.answers])
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
@@ -95,6 +95,6 @@ def make_training_set(tokenizer: Any, size: int, seed: int) -> TrainingSet:
     return TrainingSet(ids=ids, last=last, targets=targets)
 
 
-def hash_free_seed(seed: int, part: int) -> int:
+def training_seed(seed: int, part: int) -> int:
     """A training seed per mixture part, in a range (>= 10**9) that held-out evaluation never uses."""
     return 10**9 + seed * 1000 + part

@@ -22,7 +22,8 @@ from typing import Any, Iterator
 import torch
 
 from discovery.tasks.base import PROB_DIFF, list_tasks
-from discovery.tasks.dataset import TaskDataset, build_dataset
+from discovery.results import DatasetSpec
+from discovery.tasks.dataset import TaskDataset, build_dataset, content_hash
 from discovery.tasks.ioi import IOITask
 from discovery.tasks.sequences import DIGITS, SequenceTask
 
@@ -134,6 +135,15 @@ def context_sequences(tokenizer: Any, n: int, seed: int) -> TaskDataset:
         for step in CONTEXT_STEPS
     ]
     cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    rows = lambda name: [[int(i) for i in row if i >= 0] for row in cat(name).tolist()]  # noqa: E731
+    spec = DatasetSpec(
+        task="context-steps",
+        corruption="random",
+        size=3 * n,
+        seed=seed,
+        content_hash=content_hash(rows("clean"), rows("corrupted"), rows("answers"), rows("wrong")),
+        seq_len=parts[0].seq_len,
+    )
     return TaskDataset(
         task="context-steps",
         corruption="random",
@@ -146,7 +156,7 @@ def context_sequences(tokenizer: Any, n: int, seed: int) -> TaskDataset:
         answers_mask=cat("answers_mask"),
         wrong=cat("wrong"),
         wrong_mask=cat("wrong_mask"),
-        spec=parts[0].spec,
+        spec=spec,
     )
 
 

@@ -153,3 +153,28 @@ def test_keeps_one_length_when_templates_differ(make_tokenizer) -> None:
     assert any(" 175" in p.clean for p in pool)
     data = build_dataset(task, Merging(), n=150, seed=0)
     assert list(data.prompts) == [p for p in pool if " 175" not in p.clean][:150]
+
+
+def test_byte_level_bpe_like_gpt2() -> None:
+    # A GPT-2-style byte-level BPE trained here on the tasks' own text: answers keep their leading space
+    # (" 16" -> 'Ġ16'), the first member is bare, and <|endoftext|> is prepended as GPT-2's BOS.
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    names = ["digits", "months", "ioi"]
+    prompts = [p for n in names for p in get_task(n).prompts(400, 99, None)]
+    texts = [p.clean + p.answers[0] for p in prompts] + [p.corrupted for p in prompts]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1500, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(texts, trainer)
+    bpe = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    for name in names:
+        data = build_dataset(name, bpe, n=30, seed=1)
+        assert (data.clean[:, 0] == bpe.bos_token_id).all()
+        for i, p in enumerate(data.prompts):
+            assert bpe.decode([int(data.answers[i, 0])]) == p.answers[0]
+            assert bpe.decode(data.clean[i, 1:].tolist()) == p.clean

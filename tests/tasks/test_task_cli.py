@@ -49,7 +49,7 @@ def test_show_export_and_show_file(tmp_path: Path) -> None:
     [
         (["tasks", "show", "nope", "--model", "toy"], "unknown task 'nope'"),
         (["tasks", "show", "digits", "--model", "toy", "--corruption", "abc"], "no corruption 'abc'"),
-        (["tasks", "show", "digits", "--model", "/nonexistent/folder"], "cannot load a tokenizer"),
+        (["tasks", "show", "digits", "--model", "/nonexistent/folder"], "no model folder at /nonexistent/folder"),
         (["tasks", "show", "file:/nonexistent.jsonl", "--model", "toy"], "no prompts file"),
     ],
 )
@@ -77,3 +77,14 @@ def _commands(group: click.Command, prefix: str = "") -> list[tuple[str, click.C
 @pytest.mark.parametrize("name,command", [c for g in COMMANDS for c in _commands(g)])
 def test_every_command_has_help_with_example(name: str, command: click.Command) -> None:
     assert command.help and "Example:" in command.help, name
+
+
+def test_model_folder_and_uncached_hub_name() -> None:
+    from discovery.errors import ModelNotAvailable
+    from discovery.tasks import load_tokenizer
+    from discovery.toy import model_dir
+
+    code, out = run("tasks", "show", "months", "--model", str(model_dir()), "--n", "1", "--json")
+    assert code == 0 and json.loads(out)["seq_len"] == 5
+    with pytest.raises(ModelNotAvailable, match="not in the local Hugging Face cache"):
+        load_tokenizer("no-such-org/no-such-model")

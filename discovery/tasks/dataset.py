@@ -10,10 +10,12 @@ Conventions (one for every tokenizer):
   otherwise the dataset is refused with a ``TaskError`` naming the offending items and where they occur (the
   tool does not guess how to score multi-token words). A prompt with a word the tokenizer does not know
   (a word-level tokenizer's ``<unk>``) is refused likewise.
-- A clean/corrupted pair of different token lengths is refused. For a generated task whose prompts come at
-  several lengths (e.g. a tokenizer that merges some years into one token), the prompts of the MOST COMMON
-  clean length are kept (ties: the shorter), drawing more from the same seeded stream until ``n`` are found;
-  prompts from a file are never dropped: the first bad line is named instead.
+- Prompts from a file are never dropped: a clean/corrupted pair of different token lengths, or a prompt
+  whose length differs from the first one's, is refused, naming its line. A generated task's prompts may
+  come out at several lengths with some tokenizers (a BPE that merges some years into one token): then the
+  prompts whose clean and corrupted texts both have the MOST COMMON clean length are kept (ties: the
+  shorter), drawing more from the same seeded stream until ``n`` are found; if no pair matches at all,
+  the task is refused.
 """
 
 from __future__ import annotations
@@ -113,8 +115,8 @@ def check_single_tokens(task: Task, prompts: Sequence[Prompt], tokenizer: Any, e
                     )
 
 
-def _select(task: Task, prompts: list[Prompt], encode: Callable) -> list[int] | None:
-    """Indices of the prompts to keep (all of one length), or None if a generated task needs more prompts."""
+def _select(task: Task, prompts: list[Prompt], encode: Callable) -> list[int]:
+    """Indices of the prompts to keep, all of one token length (see the module docstring)."""
     lengths = [(len(encode(p.clean)), len(encode(p.corrupted))) for p in prompts]
     if not task.may_drop_prompts:
         first = lengths[0][0]
@@ -152,11 +154,11 @@ def draw_prompts(task: Task, n: int, seed: int, corruption: str, tokenizer: Any)
         prompts = task.prompts(m, seed, corruption)
         check_single_tokens(task, prompts, tokenizer, encode)
         keep = _select(task, prompts, encode)
-        if keep is not None and len(keep) >= n:
+        if len(keep) >= n:
             return [prompts[i] for i in keep[:n]]
         if m >= MAX_DRAW_FACTOR * n:
             raise TaskError(
-                f"task {task.name!r}: only {len(keep or [])} of {m} prompts share one token length with this "
+                f"task {task.name!r}: only {len(keep)} of {m} prompts share one token length with this "
                 f"tokenizer; ask for fewer than {n}"
             )
         m = min(2 * m, MAX_DRAW_FACTOR * n)

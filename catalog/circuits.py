@@ -163,8 +163,8 @@ def find_circuit(session: Session, name: str, *, kept_only: bool = False) -> Opt
     node_query = select(_NODE).where(_NODE.c.circuit_id == circuit.id).order_by(_NODE.c.id)
     edge_query = select(*_EDGE_COLUMNS).where(_EDGE.c.circuit_id == circuit.id).order_by(_EDGE.c.id)
     if kept_only:
-        node_query = node_query.where(_NODE.c.kept.is_(True))
-        edge_query = edge_query.where(_EDGE.c.kept.is_(True))
+        node_query = node_query.where(_NODE.c.kept == True)  # noqa: E712 (`= 1` can use the index; `IS 1` may not)
+        edge_query = edge_query.where(_EDGE.c.kept == True)  # noqa: E712
     nodes = [_node_record(row._mapping) for row in session.execute(node_query)]
     edges = [_edge_tuple_record(row) for row in session.execute(edge_query)]
     return _record(circuit, nodes, edges)

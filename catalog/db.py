@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
@@ -145,7 +147,7 @@ def translate(err: SQLAlchemyError) -> CatalogError:
         return CatalogError(f"the catalog is locked by another writer (waited {BUSY_TIMEOUT_S} s); try again")
     if isinstance(err, IntegrityError):
         return CatalogError(f"the catalog refused a write that breaks its rules: {detail}")
-    if isinstance(err, OperationalError):
+    if isinstance(err, OperationalError) or "not a database" in detail:
         return BadDatabase(f"lost or cannot use the catalog database: {detail}")
     return CatalogError(f"catalog database error: {detail}")
 
@@ -272,9 +274,23 @@ def _lock(conn: Connection) -> None:
 
 
 def _ensure_wal(engine: Engine) -> None:
-    """WAL lets readers run beside the one writer; it persists in the file, so this writes only once."""
+    """WAL lets readers run beside the one writer; it persists in the file, so this writes only once.
+
+    Switching needs a moment alone with the file and SQLite answers "locked" at once rather than waiting,
+    so several processes opening a new catalog together retry here until it is done (by any of them).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
     with engine.connect() as conn:
-        conn.connection.dbapi_connection.execute("PRAGMA journal_mode = WAL")  # type: ignore[union-attr]
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        while dbapi.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                dbapi.execute("PRAGMA journal_mode = WAL")
+                return  # switched, or WAL is unsupported here (it then answers the old mode): carry on
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise CatalogError(f"could not switch the catalog to WAL mode: {_first_line(err)}") from None
+                time.sleep(0.02)
 
 
 # ---------------------------------------------------------------------------------------------------------

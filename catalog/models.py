@@ -269,6 +269,8 @@ class Edge(Base):
     __table_args__ = (
         UniqueConstraint("circuit_id", "src", "dst", "input"),
         Index("ix_edge_circuit_id_dst_src", "circuit_id", "dst", "src"),
+        # A discovered circuit keeps ~1% of its scored edges: comparisons and `show` read only those.
+        Index("ix_edge_circuit_id_kept", "circuit_id", "kept"),
         CheckConstraint(EDGE_INPUT_CHECK, name="input"),
     )
 

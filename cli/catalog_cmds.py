@@ -187,7 +187,7 @@ def _circuit_json(record: CircuitRecord) -> dict[str, Any]:
     }
 
 
-def _print_circuit(record: CircuitRecord) -> None:
+def _print_circuit(record: CircuitRecord, recut: bool) -> None:
     scored = sum(1 for e in record.edges if e.score is not None)
     edges = f"{len(record.kept_edges)} kept" + (f" of {scored} scored" if scored else "")
     performance = ", ".join(f"{k}={fmt(v)}" for k, v in record.performance.items()) or None
@@ -198,7 +198,7 @@ def _print_circuit(record: CircuitRecord) -> None:
             ("task", record.task),
             ("source", record.source),
             ("method", record.method),
-            ("threshold", record.threshold),
+            ("threshold", f"{fmt(record.threshold)} (re-cut from stored scores)" if recut else record.threshold),
             ("citation", record.citation),
             ("nodes", f"{len(record.kept_nodes)} kept"),
             ("edges", edges if record.edges_known else "not known (the source lists nodes only)"),
@@ -247,7 +247,7 @@ def show_cmd(circuit: str, threshold: Optional[float], db_url: str, as_json: boo
     if as_json:
         print_json(_circuit_json(record))
     else:
-        _print_circuit(record)
+        _print_circuit(record, recut=threshold is not None)
 
 
 @click.command("holds")

@@ -132,6 +132,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('circuit_id', 'src', 'dst', 'input', name=op.f('uq_edge_circuit_id_src_dst_input'))
     )
     op.create_index('ix_edge_circuit_id_dst_src', 'edge', ['circuit_id', 'dst', 'src'], unique=False)
+    op.create_index('ix_edge_circuit_id_kept', 'edge', ['circuit_id', 'kept'], unique=False)
 
     op.create_table('node',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -161,6 +162,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_node_key'), table_name='node')
 
     op.drop_table('node')
+    op.drop_index('ix_edge_circuit_id_kept', table_name='edge')
     op.drop_index('ix_edge_circuit_id_dst_src', table_name='edge')
 
     op.drop_table('edge')

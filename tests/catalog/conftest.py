@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -13,7 +14,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, inspect, select, table, text
 from sqlalchemy.engine import make_url
 
-from catalog.db import VERSION_TABLE, connect, to_url
+import catalog.db as db
+from catalog.db import VERSION_TABLE, connect, head_revision, to_url
 from catalog.records import EdgeRecord, NewCircuit, NodeRecord
 
 PG_ENV = "CIRCUITS_TEST_POSTGRES_URL"
@@ -50,6 +52,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'catalog.db'}"
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    """An opened SQLite catalog, for checks that do not depend on the backend."""
+    eng = connect(sqlite_url)
+    yield eng
+    eng.dispose()
 
 
 @pytest.fixture
@@ -122,3 +132,39 @@ def make_circuit() -> Callable[..., NewCircuit]:
         return NewCircuit(**fields)
 
     return build
+
+
+_EXTRA_REVISION = '''
+"""Test-only revision: recreate the circuit table (batch copy-and-move) to add a column."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002_test_extra"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def _recreate():
+    # SQLite: force the copy-and-move that would cascade-delete child rows with foreign keys ON.
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+
+
+def upgrade():
+    with op.batch_alter_table("circuit", recreate=_recreate()) as batch:
+        batch.add_column(sa.Column("test_extra", sa.Integer(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("circuit", recreate=_recreate()) as batch:
+        batch.drop_column("test_extra")
+'''
+
+
+@pytest.fixture
+def newer_code(tmp_path: Path) -> Path:
+    """A copy of the migrations with one more revision: code whose head is ahead of today's databases."""
+    folder = tmp_path / "migrations_next"
+    shutil.copytree(db.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "versions" / "0002_test_extra.py").write_text(_EXTRA_REVISION.format(head=head_revision()))
+    return folder

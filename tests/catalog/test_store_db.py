@@ -3,7 +3,6 @@ connection settings, a real older-schema upgrade, and session_scope's commit/rol
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -112,42 +111,6 @@ def test_a_schema_newer_than_the_code_is_refused_and_left_alone(db_url: str, fin
     with pytest.raises(SchemaMismatch):
         db.upgrade_schema(db_url)  # an upgrade cannot go forward from an unknown revision either
     assert fingerprint(db_url) == before
-
-
-_EXTRA_REVISION = '''
-"""Test-only revision: recreate the circuit table (batch copy-and-move) to add a column."""
-import sqlalchemy as sa
-from alembic import op
-
-revision = "0002_test_extra"
-down_revision = "{head}"
-branch_labels = None
-depends_on = None
-
-
-def _recreate():
-    # SQLite: force the copy-and-move that would cascade-delete child rows with foreign keys ON.
-    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
-
-
-def upgrade():
-    with op.batch_alter_table("circuit", recreate=_recreate()) as batch:
-        batch.add_column(sa.Column("test_extra", sa.Integer(), nullable=True))
-
-
-def downgrade():
-    with op.batch_alter_table("circuit", recreate=_recreate()) as batch:
-        batch.drop_column("test_extra")
-'''
-
-
-@pytest.fixture
-def newer_code(tmp_path: Path) -> Path:
-    """A copy of the migrations with one more revision: code whose head is ahead of today's databases."""
-    folder = tmp_path / "migrations_next"
-    shutil.copytree(db.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0002_test_extra.py").write_text(_EXTRA_REVISION.format(head=head_revision()))
-    return folder
 
 
 def test_an_older_schema_names_the_upgrade_and_the_upgrade_keeps_every_row(

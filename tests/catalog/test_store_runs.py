@@ -1,0 +1,174 @@
+"""Covers: the run lifecycle (start, finish, tracked_run), save_result for edge- and node-level results, model
+identity checks, and that a circuit is invisible to other readers until its save commits."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from catalog import queries
+from catalog.db import session_scope
+from catalog.errors import CatalogError, InvalidCircuit, NotFound
+from discovery.graph import ComponentGraph, Granularity, ModelShape, head, mlp
+from discovery.results import DatasetSpec, DiscoveryResult, ModelSpec, ScoredEdge, ScoredNode
+
+SHAPE = ModelShape(2, 2)
+MODEL = ModelSpec(
+    name="toy",
+    source="local/toy",
+    n_layers=2,
+    n_heads=2,
+    d_model=8,
+    weights_hash="sha256:abc",
+    versions={"transformer_lens": "4.3"},
+    flags={"use_split_qkv_input": True},
+)
+DATA = DatasetSpec(task="digits", corruption="random-digit", size=16, seed=3, content_hash="sha256:def")
+
+
+def _start(session: Any, model: ModelSpec = MODEL, method: str = "eap") -> Any:
+    return queries.start_run(session, method, "logit_diff", model, "digits", DATA, {"top_k": 3}, 3, "cpu",
+                             "float32", "abc123")
+
+
+def _edge_result(method: str = "eap") -> DiscoveryResult:
+    graph = ComponentGraph(SHAPE)
+    keep = {"a0.1->a1.0.v", "a1.0->logits"}
+    edges = tuple(
+        ScoredEdge(e, score=(math.nan if e.key == "embed->m0" else 0.001 * (i + 1)), kept=e.key in keep)
+        for i, e in enumerate(graph.edges)
+    )
+    nodes = (ScoredNode(head(1, 0), 0.7, True, {"ov": {"copy": 0.5}}), ScoredNode(mlp(1), 0.01, False))
+    return DiscoveryResult(method=method, metric="logit_diff", params={"top_k": 3}, model=MODEL, dataset=DATA,
+                           granularity=Granularity.QKV, edges=edges, nodes=nodes, threshold=0.05,
+                           performance={"kl": 0.1, "odd": math.inf})
+
+
+def test_a_run_starts_running_and_records_what_made_it(engine: Engine) -> None:
+    with session_scope(engine) as s:
+        run = _start(s)
+    assert (run.status, run.method, run.metric, run.model, run.task) == ("running", "eap", "logit_diff", "toy",
+                                                                         "digits")
+    assert (run.seed, run.device, run.dtype, run.code_version, run.dataset_hash) == (3, "cpu", "float32", "abc123",
+                                                                                   "sha256:def")
+    assert run.settings == {"top_k": 3} and run.finished_at is None and run.started_at.tzinfo is None
+
+
+def test_finishing_a_run_records_status_time_and_error(engine: Engine) -> None:
+    with session_scope(engine) as s:
+        run = _start(s)
+        failed = queries.finish_run(s, run.id, "failed", error="CUDA out of memory\nmore detail")
+        assert queries.finish_run(s, run.id, "failed").error == failed.error  # same status again: no-op
+        with pytest.raises(CatalogError, match="already finished as failed"):
+            queries.finish_run(s, run.id, "succeeded")
+        with pytest.raises(CatalogError, match="finishes as one of succeeded, failed, interrupted"):
+            queries.finish_run(s, run.id, "done")
+    assert (failed.status, failed.error) == ("failed", "CUDA out of memory\nmore detail")
+    assert failed.finished_at is not None and failed.finished_at >= failed.started_at
+    with session_scope(engine) as s:
+        with pytest.raises(NotFound, match="no run 999"):
+            queries.get_run(s, 999)
+        assert queries.find_run(s, 999) is None
+
+
+def test_save_result_of_an_edge_method_keeps_every_score_and_succeeds_the_run(engine: Engine) -> None:
+    result = _edge_result()
+    with session_scope(engine) as s:
+        run = _start(s)
+        record = queries.save_result(s, run.id, result, "digits-eap")
+    with session_scope(engine, read_only=True) as s:
+        got = queries.get_circuit(s, "digits-eap")
+        done = queries.get_run(s, run.id)
+    assert got == record
+    assert (got.source, got.method, got.model, got.task, got.threshold, got.run_id, got.edges_known) == (
+        "discovered", "eap", "toy", "digits", 0.05, run.id, True
+    )
+    assert len(got.edges) == ComponentGraph(SHAPE).n_edges()  # every scored edge, kept or not
+    assert [e.key for e in got.kept_edges] == ["a0.1->a1.0.v", "a1.0->logits"]
+    assert math.isnan(next(e.score for e in got.edges if e.key == "embed->m0"))
+    assert [n.key for n in got.kept_nodes] == ["embed", "a0.1", "a1.0", "logits"]
+    assert [(n.key, n.kept, n.score) for n in got.nodes if not n.kept] == [("m1", False, 0.01)]
+    assert got.node("a1.0").score == 0.7 and got.node("a1.0").attributes == {"ov": {"copy": 0.5}}
+    assert got.performance["odd"] == math.inf
+    assert got.metadata["granularity"] == "qkv" and got.metadata["params"] == {"top_k": 3}
+    assert (done.status, done.circuit_names) == ("succeeded", ("digits-eap",))
+    with session_scope(engine) as s:
+        with pytest.raises(CatalogError, match="already finished as succeeded"):
+            queries.save_result(s, run.id, result, "again")
+
+
+def test_save_result_of_a_node_method_stores_nodes_only(engine: Engine) -> None:
+    nodes = (ScoredNode(head(0, 0), 0.9, True), ScoredNode(head(0, 1), 0.05, False), ScoredNode(mlp(1), 0.4, True))
+    result = DiscoveryResult(method="node-pruning", metric="kl", params={}, model=MODEL, dataset=DATA,
+                             granularity=Granularity.NODES, nodes=nodes)
+    with session_scope(engine) as s:
+        run = _start(s, method="node-pruning")
+        record = queries.save_result(s, run.id, result, "digits-np")
+    assert record.edges_known is False and record.edges == ()
+    assert [(n.key, n.kept) for n in record.nodes] == [("a0.0", True), ("a0.1", False), ("m1", True)]
+    with session_scope(engine) as s:
+        with pytest.raises(InvalidCircuit, match="lists nodes only"):
+            queries.recut(queries.get_circuit(s, "digits-np"), 0.1)
+
+
+def test_a_result_must_belong_to_its_run(engine: Engine) -> None:
+    with session_scope(engine) as s:
+        run = _start(s, method="acdc")
+        with pytest.raises(InvalidCircuit, match="does not belong to run"):
+            queries.save_result(s, run.id, _edge_result("eap"), "mismatch")
+
+
+def test_a_model_name_cannot_change_its_shape_or_weights(engine: Engine) -> None:
+    with session_scope(engine) as s:
+        _start(s)
+    other = ModelSpec(name="toy", source="local/toy", n_layers=3, n_heads=2, d_model=8)
+    with pytest.raises(CatalogError, match="model 'toy' is in the catalog with n_layers=2, this run has 3"):
+        with session_scope(engine) as s:
+            _start(s, model=other)
+    reweighted = ModelSpec(name="toy", source="local/toy", n_layers=2, n_heads=2, d_model=8, weights_hash="sha256:x")
+    with pytest.raises(CatalogError, match="weights_hash"):
+        with session_scope(engine) as s:
+            _start(s, model=reweighted)
+
+
+def test_tracked_run_records_success_failure_and_interruption(engine: Engine) -> None:
+    args = ("eap", "kl", MODEL, "digits")
+    with queries.tracked_run(engine, *args, dataset=DATA) as ok:
+        pass
+    with pytest.raises(ValueError):
+        with queries.tracked_run(engine, *args) as bad:
+            raise ValueError("metric is nan")
+    with pytest.raises(KeyboardInterrupt):
+        with queries.tracked_run(engine, *args) as stopped:
+            raise KeyboardInterrupt
+    with queries.tracked_run(engine, *args) as saved:
+        with session_scope(engine) as s:
+            queries.save_result(s, saved.id, _edge_result(), "tracked")
+    with session_scope(engine) as s:
+        runs = {r.id: r for r in queries.list_runs(s)}
+        assert [r.id for r in queries.list_runs(s, status="failed")] == [bad.id]
+    assert runs[ok.id].status == "succeeded"
+    assert (runs[bad.id].status, runs[bad.id].error) == ("failed", "ValueError: metric is nan")
+    assert (runs[stopped.id].status, runs[stopped.id].error) == ("interrupted", "interrupted (KeyboardInterrupt)")
+    assert (runs[saved.id].status, runs[saved.id].circuit_names) == ("succeeded", ("tracked",))
+
+
+def test_a_circuit_is_invisible_to_other_readers_until_its_save_commits(engine: Engine) -> None:
+    with session_scope(engine) as s:
+        run = _start(s)
+    writer = session_scope(engine)
+    session = writer.__enter__()
+    try:
+        queries.save_result(session, run.id, _edge_result(), "pending")
+        session.flush()
+        with session_scope(engine, read_only=True) as reader:
+            assert queries.find_circuit(reader, "pending") is None
+            assert queries.get_run(reader, run.id).status == "running"
+    finally:
+        writer.__exit__(None, None, None)
+    with session_scope(engine, read_only=True) as reader:
+        assert queries.find_circuit(reader, "pending") is not None
+        assert queries.get_run(reader, run.id).status == "succeeded"

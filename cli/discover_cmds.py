@@ -118,9 +118,7 @@ def discover(model_name: str, task: str, method: str, metric: Optional[str], thr
     """
     from catalog.db import connect, session_scope
     from catalog.queries import find_circuit
-    from catalog.runs import save_result, tracked_run
     from discovery.models import load_model
-    from discovery.run import choose_metric, discover as run_discover
     from discovery.tasks import build_dataset
 
     params = _method_params(
@@ -142,21 +140,39 @@ def discover(model_name: str, task: str, method: str, metric: Optional[str], thr
                 raise click.ClickException(f"a circuit named {name!r} already exists; choose another --name")
     model = load_model(model_name, device=device, dtype=dtype)
     dataset = build_dataset(task, model.tokenizer, n=n_prompts, seed=seed, corruption=corruption)
+    record, result = discover_and_save(engine, model, dataset, method, name=name, metric=metric, ablation=ablation,
+                                       threshold=threshold, params=params, seed=seed)
+    _report(record, result, as_json)
+
+
+def discover_and_save(engine: Any, model: Any, dataset: Any, method: str, *, name: Optional[str] = None,
+                      metric: Optional[str] = None, ablation: Optional[str] = None,
+                      threshold: Optional[float] = None, params: Optional[dict[str, Any]] = None,
+                      seed: int = 0) -> tuple[Any, Any]:
+    """Record a run, discover, and save the circuit, so a run is never left `running` and a circuit never half."""
+    from catalog.db import session_scope
+    from catalog.runs import save_result, tracked_run
+    from discovery.run import DEFAULT_THRESHOLDS, choose_metric, code_version, discover as run_discover
+
     spec = METHODS[method]
+    params = dict(params or {})
+    threshold = threshold if threshold is not None else DEFAULT_THRESHOLDS.get(method)
     metric_used = choose_metric(spec, dataset.metric, metric)
-    settings = {"threshold": threshold, "ablation": ablation or spec.default_ablation, "corruption": dataset.corruption,
-                "n_prompts": n_prompts, **{k: _jsonable(v) for k, v in params.items()}}
+    settings = {"threshold": threshold, "ablation": ablation or spec.default_ablation,
+                "corruption": dataset.corruption, "n_prompts": len(dataset.clean),
+                **{k: _jsonable(v) for k, v in params.items()}}
     bar = ProgressBar(f"{method} on {dataset.task}")
     with tracked_run(engine, method, metric_used, model.spec, dataset.task, dataset=dataset.spec, settings=settings,
-                     seed=seed, device=device, dtype=dtype) as run:
+                     seed=seed, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
+                     code_version=code_version()) as run:
         try:
-            result = run_discover(model, dataset, method, metric=metric_used, ablation=ablation, threshold=threshold,
-                                  params=params, seed=seed, progress=bar)
+            result = run_discover(model, dataset, method, metric=metric_used, ablation=ablation,
+                                  threshold=threshold, params=params, seed=seed, progress=bar)
         finally:
             bar.close()
         with session_scope(engine) as s:
-            record = save_result(s, run.id, result, name or f"{model_name}-{dataset.task}-{method}-r{run.id}")
-    _report(record, result, as_json)
+            record = save_result(s, run.id, result, name or f"{model.spec.name}-{dataset.task}-{method}-r{run.id}")
+    return record, result
 
 
 def _nodes(text: Optional[str]) -> Optional[list[Any]]:

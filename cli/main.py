@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "cli.task_cmds",
     "cli.discover_cmds",
     "cli.analyze_cmds",
+    "cli.demo_cmds",
 )
 
 

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "cli.discover_cmds",
     "cli.analyze_cmds",
     "cli.demo_cmds",
+    "cli.evaluate_cmds",
 )
 
 

@@ -1,0 +1,156 @@
+"""``circuits evaluate``: how faithful a stored circuit is, measured by real ablation on a model and task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from cli.options import db_option, info, json_option, print_json, print_table
+
+
+def circuit_parts(record: Any, graph: Any) -> tuple[list[Any], Optional[list[Any]]]:
+    """A stored circuit's kept nodes and (when known) kept edges, checked against the model's graph."""
+    from discovery.errors import SettingsError
+    from discovery.graph import Edge, InvalidKey, parse_node
+
+    try:
+        nodes = [graph.check_node(parse_node(n.key)) for n in record.kept_nodes]
+        edges = None
+        if record.edges_known:
+            edges = [Edge(graph.check_node(parse_node(e.src)), graph.check_node(parse_node(e.dst)), e.input)
+                     for e in record.kept_edges]
+    except InvalidKey as err:
+        raise SettingsError(f"circuit {record.name} does not fit this model: {err}") from None
+    return nodes, edges
+
+
+def scored_edges(record: Any, graph: Any) -> list[tuple[Any, float]]:
+    """Every edge the circuit's run scored, with its score (for the faithfulness curve)."""
+    from discovery.graph import Edge, parse_node
+
+    return [(Edge(graph.check_node(parse_node(e.src)), graph.check_node(parse_node(e.dst)), e.input), e.score)
+            for e in record.edges if e.score is not None]
+
+
+@click.command("evaluate")
+@click.argument("circuits", nargs=-1, required=True)
+@click.option("--model", "model_name", default=None, help="Default: the circuit's own model.")
+@click.option("--task", default=None, help="Default: the circuit's own task.")
+@click.option("--metric", type=click.Choice(["logit-diff", "prob-diff", "kl"]), default=None,
+              help="Default: the task's metric.")
+@click.option("--ablation", type=click.Choice(["mean", "patch", "zero", "resample"]), default="mean",
+              show_default=True, help="What everything outside the circuit reads.")
+@click.option("--corruption", default=None, help="Corrupted prompts the ablation draws on (default: the task's).")
+@click.option("--n-prompts", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--random", "n_random", type=click.IntRange(0), default=0,
+              help="Also evaluate N random connected circuits of the same size.")
+@click.option("--ablate-shared-with", "other", default=None,
+              help="Also ablate the nodes this circuit shares with another circuit, and report what is lost.")
+@click.option("--curve", is_flag=True, help="MIB's faithfulness curve over the top k %% of the run's edges, CPR, CMD.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --curve: draw the curves of all the circuits given to this file (.png, .pdf, .svg).")
+@db_option
+@json_option
+def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optional[str], metric: Optional[str],
+             ablation: str, corruption: Optional[str], n_prompts: int, seed: int, device: str, n_random: int,
+             other: Optional[str], curve: bool, plot: Optional[Path], db_url: str, as_json: bool) -> None:
+    """Measure stored circuits by ablating everything outside them, on a model and a task.
+
+    Nodes-only circuits (published ones, node pruning) are evaluated by node ablation, the others by edge
+    ablation. Reports the metric, the share of the model's performance kept (m(C)/m(model)), MIB's
+    faithfulness ((m(C) - m(empty)) / (m(model) - m(empty))), KL from the model and accuracy.
+
+    Example:
+
+    \b
+        circuits evaluate toy-digits-acdc --random 20
+        circuits evaluate toy-digits-acdc --ablate-shared-with toy-months-acdc
+        circuits evaluate toy-digits-acdc toy-digits-eap --curve --plot curves.png
+    """
+    from catalog.db import connect, session_scope
+    from catalog.queries import get_circuit
+    from discovery.models import load_model
+    from discovery.patching import prepare
+    from discovery.tasks import build_dataset
+
+    if plot is not None and not curve:
+        raise click.UsageError("--plot draws the faithfulness curve: add --curve")
+    engine = connect(db_url)
+    with session_scope(engine, read_only=True) as session:
+        records = [get_circuit(session, name) for name in circuits]
+        other_record = get_circuit(session, other) if other else None
+    first = records[0]
+    model_name = model_name or first.model
+    task = task or first.task
+    if task is None:
+        raise click.UsageError(f"circuit {first.name} names no task: give --task")
+    model = load_model(model_name, device=device)
+    dataset = build_dataset(task, model.tokenizer, n=n_prompts, seed=seed, corruption=corruption)
+    setup = prepare(model, dataset, metric=metric or dataset.metric, ablation=ablation, seed=seed)
+    rows = [_evaluate_one(setup, record, n_random, other_record, seed) for record in records]
+    curves = _curves(setup, records) if curve else {}
+    if plot is not None:
+        from discovery.evaluation import plot_curves
+
+        plot_curves(curves, plot)
+        info(f"drew the faithfulness curves to {plot}")
+    context = {"model": model_name, "task": task, "metric": setup.metric.name, "ablation": ablation,
+               "n_prompts": len(dataset.clean), "seed": seed}
+    if as_json:
+        print_json({**context, "circuits": rows, "curves": {k: v.as_dict() for k, v in curves.items()}})
+        return
+    _print(context, rows, curves)
+
+
+def _evaluate_one(setup: Any, record: Any, n_random: int, other: Any, seed: int) -> dict[str, Any]:
+    from discovery.evaluation import ablate_shared, compare_to_random, evaluate_circuit
+
+    nodes, edges = circuit_parts(record, setup.graph)
+    row: dict[str, Any] = {"name": record.name, **evaluate_circuit(setup, nodes=nodes, edges=edges)}
+    if n_random:
+        row["random"] = compare_to_random(setup, edges if edges is not None else nodes, n=n_random, seed=seed)
+    if other is not None:
+        other_nodes, _ = circuit_parts(other, setup.graph)
+        row["ablate_shared_with"] = {"other": other.name, **ablate_shared(setup, nodes, other_nodes)}
+    return row
+
+
+def _curves(setup: Any, records: list[Any]) -> dict[str, Any]:
+    from discovery.errors import SettingsError
+    from discovery.evaluation import faithfulness_curve
+
+    out = {}
+    for record in records:
+        pairs = scored_edges(record, setup.graph)
+        if not pairs:
+            raise SettingsError(f"{record.name} has no scored edges: a faithfulness curve needs a run's edge scores")
+        out[record.name] = faithfulness_curve(setup, pairs)
+    return out
+
+
+def _print(context: dict[str, Any], rows: list[dict[str, Any]], curves: dict[str, Any]) -> None:
+    click.echo(", ".join(f"{k}: {v}" for k, v in context.items()))
+    print_table(["circuit", "level", "size", context["metric"], "kept", "faithfulness", "kl", "accuracy"],
+                [[r["name"], r["level"], r.get("n_edges", r.get("n_nodes")), r["value"], r.get("kept_fraction"),
+                  r["faithfulness"], r["kl"], r["accuracy"]] for r in rows])
+    for r in rows:
+        if "random" in r:
+            rnd = r["random"]
+            click.echo(f"{r['name']} vs {rnd['n']} random connected circuits of its size ({rnd['measure']}): "
+                       f"{rnd['performance']:.3g} against mean {rnd['random_mean']:.3g} "
+                       f"(std {rnd['random_std']:.3g}); beats {rnd['fraction_beaten']:.0%} of them")
+        if "ablate_shared_with" in r:
+            sh = r["ablate_shared_with"]
+            click.echo(f"{r['name']} without the nodes it shares with {sh['other']} "
+                       f"({' '.join(sh['shared']) or 'none'}): loses {sh['lost_share']:.1%} of its {sh['measure']}")
+    if curves:
+        click.echo()
+        print_table(["circuit", "CPR", "CMD", *[f"f@{k:g}" for k in next(iter(curves.values())).ks]],
+                    [[name, c.cpr, c.cmd, *c.faithfulness] for name, c in curves.items()])
+
+
+COMMANDS: list[click.Command] = [evaluate]

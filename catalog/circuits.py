@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 from sqlalchemy import Row, Select, delete, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.errors import AlreadyExists, InvalidCircuit, NotFound
-from catalog.models import Circuit, Edge, Model, Node, Run, Task, decode_score, encode_score, utc_now
+from catalog.models import Circuit, Dataset, Edge, Model, Node, Run, Task, decode_score, encode_score, utc_now
 from catalog.records import CircuitRecord, CircuitSummary, EdgeRecord, NewCircuit, NodeRecord
 from catalog.validate import canonical_rows
 from discovery.graph import ModelShape, NodeKind, parse_node
 
 _NODE = Node.__table__
 _EDGE = Edge.__table__
+_Row = TypeVar("_Row", Model, Task, Dataset)
+_UPSERT: dict[str, Callable[..., Any]] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -32,9 +36,10 @@ _EDGE = Edge.__table__
 
 def save_circuit(session: Session, new: NewCircuit, run_id: Optional[int] = None) -> CircuitRecord:
     """Store a circuit whole: validated first (``InvalidCircuit``), refused if its name is taken
-    (``AlreadyExists``); the caller's transaction makes it all-or-nothing."""
-    model = model_row(session, new.model)
-    shape = ModelShape(model.n_layers, model.n_heads) if model.n_layers and model.n_heads else None
+    (``AlreadyExists``); nothing is added to the session before both checks pass, and the caller's
+    transaction makes the rest all-or-nothing."""
+    model = session.scalars(select(Model).where(Model.name == new.model)).one_or_none()
+    shape = ModelShape(model.n_layers, model.n_heads) if model and model.n_layers and model.n_heads else None
     nodes, edges = canonical_rows(new, shape)
     if find_circuit_id(session, new.name) is not None:
         raise AlreadyExists(f"a circuit named {new.name!r} already exists: pick another name or delete it first")
@@ -42,7 +47,7 @@ def save_circuit(session: Session, new: NewCircuit, run_id: Optional[int] = None
         raise NotFound(f"no run {run_id} in the catalog")
     circuit = Circuit(
         name=new.name,
-        model=model,
+        model=model or model_row(session, new.model),
         task=task_row(session, new.task) if new.task else None,
         source=new.source,
         citation=new.citation,
@@ -58,7 +63,12 @@ def save_circuit(session: Session, new: NewCircuit, run_id: Optional[int] = None
         created_at=utc_now(),
     )
     session.add(circuit)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as err:  # another session took the name since the check above
+        if any(name in str(err.orig) for name in ("uq_circuit_name", "circuit.name")):
+            raise AlreadyExists(f"a circuit named {new.name!r} was just saved by another session") from err
+        raise
     for row in (*nodes, *edges):
         row["circuit_id"] = circuit.id
     if nodes:
@@ -70,21 +80,29 @@ def save_circuit(session: Session, new: NewCircuit, run_id: Optional[int] = None
 
 def model_row(session: Session, name: str) -> Model:
     """The model called ``name``, created with nothing but its name if new (a run fills in the rest)."""
-    model = session.scalars(select(Model).where(Model.name == name)).one_or_none()
-    if model is None:
-        model = Model(name=name, versions={}, flags={})
-        session.add(model)
-        session.flush()
-    return model
+    return get_or_create(session, Model, {"name": name}, {"versions": {}, "flags": {}})
 
 
 def task_row(session: Session, name: str) -> Task:
-    task = session.scalars(select(Task).where(Task.name == name)).one_or_none()
-    if task is None:
-        task = Task(name=name)
-        session.add(task)
-        session.flush()
-    return task
+    return get_or_create(session, Task, {"name": name}, {})
+
+
+def get_or_create(session: Session, entity: type[_Row], key: Mapping[str, Any], values: Mapping[str, Any]) -> _Row:
+    """The row with these unique ``key`` values, inserted if missing. Race-free: on PostgreSQL two sessions
+    creating the same model at once would otherwise both insert and one would fail on the unique constraint;
+    ``ON CONFLICT DO NOTHING`` makes the second wait for the first and then find its row."""
+    query = select(entity).filter_by(**key)
+    row = session.scalars(query).one_or_none()
+    if row is not None:
+        return row
+    dialect = session.get_bind().dialect.name
+    if dialect in _UPSERT:
+        session.execute(_UPSERT[dialect](entity).values(**key, **values).on_conflict_do_nothing())
+        return session.scalars(query).one()
+    row = entity(**key, **values)
+    session.add(row)
+    session.flush()
+    return row
 
 
 def delete_circuit(session: Session, name: str) -> None:
@@ -126,6 +144,17 @@ def set_node_attributes(
     node.attributes = attributes  # a new dict, so the ORM sees the change
     session.flush()
     return _node_record_from_row(node)
+
+
+def set_circuit_analysis(session: Session, circuit_name: str, analysis: str, figures: Mapping[str, Any]) -> None:
+    """Keep a circuit-level analysis' figures (a logit-lens table, DLA totals: about the whole model on the
+    task, not one node) in the circuit's metadata under ``analyses.<analysis>``, replacing that analysis'
+    earlier figures; other metadata stays."""
+    circuit = session.scalars(select(Circuit).where(Circuit.id == get_circuit_id(session, circuit_name))).one()
+    meta = dict(circuit.meta or {})
+    meta["analyses"] = {**dict(meta.get("analyses") or {}), analysis: dict(figures)}
+    circuit.meta = meta  # a new dict, so the ORM sees the change
+    session.flush()
 
 
 def _node_row(session: Session, circuit_name: str, node_key: str) -> Node:
@@ -211,10 +240,13 @@ def recut(record: CircuitRecord, threshold: float) -> CircuitRecord:
     """
     if not math.isfinite(threshold):
         raise InvalidCircuit(f"threshold must be a finite number, got {threshold}")
-    if not record.edges_known or not any(e.score is not None for e in record.edges):
+    if not record.edges_known:
         raise InvalidCircuit(
-            f"circuit {record.name!r} has no stored edge scores (it lists nodes only), so it cannot be re-cut "
-            "at another threshold"
+            f"circuit {record.name!r} lists nodes only (no edge scores), so it cannot be re-cut at another threshold"
+        )
+    if not any(e.score is not None for e in record.edges):
+        raise InvalidCircuit(
+            f"circuit {record.name!r} has no stored edge scores, so it cannot be re-cut at another threshold"
         )
     edges = tuple(dataclasses.replace(e, kept=e.score is not None and abs(e.score) >= threshold) for e in record.edges)
     touched = {"embed", "logits"} | {k for e in edges if e.kept for k in (e.src, e.dst)}

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping, Optional
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from catalog.circuits import model_row, save_circuit, task_row
+from catalog.circuits import get_or_create, model_row, save_circuit, task_row
 from catalog.db import session_scope
 from catalog.errors import CatalogError, InvalidCircuit, NotFound
 from catalog.models import Circuit, Dataset, Model, Run, utc_now
@@ -150,8 +150,9 @@ def _node(key: str, scored: Any, kept: bool) -> NodeRecord:
 
 
 @contextmanager
-def tracked_run(engine: Engine, method: str, metric: Optional[str], model: ModelSpec, task: Optional[str],
-                **start: Any) -> Iterator[RunRecord]:
+def tracked_run(
+    engine: Engine, method: str, metric: Optional[str], model: ModelSpec, task: Optional[str], **start: Any
+) -> Iterator[RunRecord]:
     """Start a run, yield it, and record how the block ended: succeeded (unless ``save_result`` already did),
     failed with the error's text, or interrupted on Ctrl-C. Keyword arguments go to ``start_run``."""
     with session_scope(engine) as session:
@@ -270,17 +271,5 @@ def _model_from_spec(session: Session, spec: ModelSpec) -> Model:
 
 def _dataset_row(session: Session, spec: DatasetSpec) -> Dataset:
     task = task_row(session, spec.task)
-    query = select(Dataset).where(Dataset.task_id == task.id, Dataset.content_hash == spec.content_hash)
-    dataset = session.scalars(query).one_or_none()
-    if dataset is None:
-        dataset = Dataset(
-            task=task,
-            content_hash=spec.content_hash,
-            size=spec.size,
-            corruption=spec.corruption,
-            seed=spec.seed,
-            seq_len=spec.seq_len,
-        )
-        session.add(dataset)
-        session.flush()
-    return dataset
+    values = {"size": spec.size, "corruption": spec.corruption, "seed": spec.seed, "seq_len": spec.seq_len}
+    return get_or_create(session, Dataset, {"task_id": task.id, "content_hash": spec.content_hash}, values)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 import catalog.db as db
 from catalog.db import VERSION_TABLE, connect, head_revision, to_url
+from catalog.models import Base
 from catalog.records import EdgeRecord, NewCircuit, NodeRecord
 
 PG_ENV = "CIRCUITS_TEST_POSTGRES_URL"
@@ -62,10 +63,26 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    """An opened catalog (schema created) on each backend."""
-    eng = connect(db_url)
+@pytest.fixture(scope="session")
+def pg_catalog_url() -> Iterator[str]:
+    """One PostgreSQL schema holding the catalog, shared by tests that only add rows (emptied before each)."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} not set")
+    yield from _pg_schema_url(base)
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An opened catalog with no rows, on each backend. On PostgreSQL the schema is shared and emptied,
+    since creating one per test costs more than the test; tests that change the schema use ``db_url``."""
+    if request.param == "sqlite":
+        eng = connect(f"sqlite:///{tmp_path / 'catalog.db'}")
+    else:
+        eng = connect(request.getfixturevalue("pg_catalog_url"))
+        with eng.begin() as conn:  # DELETE: much cheaper than TRUNCATE on a handful of rows
+            for t in reversed(Base.metadata.sorted_tables):
+                conn.execute(t.delete())
     yield eng
     eng.dispose()
 

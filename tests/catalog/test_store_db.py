@@ -1,12 +1,11 @@
-"""Covers: opening the catalog (fresh init, URLs and paths, bad databases, schema too old or too new), SQLite
-connection settings, a real older-schema upgrade, and session_scope's commit/rollback/translation."""
+"""Covers: connect (fresh init, paths, bad DBs, schema too old/new, real upgrade), SQLite settings, session_scope."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, select, text
 
 import catalog.db as db
 from catalog import queries
@@ -168,9 +167,11 @@ def test_session_scope_rolls_back_on_any_exception(engine: Engine, make_circuit)
 def test_session_scope_turns_database_errors_into_one_line(engine: Engine, make_circuit) -> None:
     with session_scope(engine) as s:
         queries.save_circuit(s, make_circuit())
+    with session_scope(engine) as s:
+        model_id = s.scalar(select(Circuit.model_id).where(Circuit.name == "tiny"))
     with pytest.raises(CatalogError) as err:
         with session_scope(engine) as s:
-            s.add(Circuit(name="tiny", model_id=1, source="published", edges_known=False))
+            s.add(Circuit(name="tiny", model_id=model_id, source="published", edges_known=False))
     message = str(err.value)
     assert message.startswith("the catalog refused a write that breaks its rules:") and "\n" not in message
     assert type(err.value.__cause__).__name__ == "IntegrityError"

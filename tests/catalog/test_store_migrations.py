@@ -1,5 +1,4 @@
-"""Covers: the Alembic migrations match the models (autogenerate finds no diff), downgrade/upgrade round trips,
-the config built in code (any cwd, % in URLs) and the developers' alembic.ini."""
+"""Covers: migrations match the models (no autogenerate diff), round trips, in-code config and alembic.ini."""
 
 from __future__ import annotations
 

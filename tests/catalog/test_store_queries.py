@@ -1,5 +1,4 @@
-"""Covers: saving, reading, listing, finding, re-cutting and deleting circuits; validation; nan/inf round trips;
-roles and analysis attributes; atomic saves; edges written in one executemany."""
+"""Covers: circuit save/get/list/holds/recut/delete, validation, nan/inf round trips, roles, atomic saves."""
 
 from __future__ import annotations
 
@@ -220,6 +219,10 @@ def test_recut_thresholds_stored_scores(engine: Engine, make_circuit: NewFactory
     nodes_only = _save(engine, make_circuit("nodes", edges=(), edges_known=False))
     with pytest.raises(InvalidCircuit, match="lists nodes only"):
         queries.recut(nodes_only, 0.5)
+    unscored = _save(engine, make_circuit("unscored", edges=tuple(EdgeRecord(e.src, e.dst, e.input, None)
+                                                                  for e in record.edges if e.kept)))
+    with pytest.raises(InvalidCircuit, match="has no stored edge scores"):
+        queries.recut(unscored, 0.5)
 
 
 def test_a_failure_mid_save_leaves_the_database_unchanged(

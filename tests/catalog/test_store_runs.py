@@ -1,5 +1,4 @@
-"""Covers: the run lifecycle (start, finish, tracked_run), save_result for edge- and node-level results, model
-identity checks, and that a circuit is invisible to other readers until its save commits."""
+"""Covers: run lifecycle (start, finish, tracked_run), save_result for edge and node results, visibility."""
 
 from __future__ import annotations
 

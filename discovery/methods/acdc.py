@@ -49,15 +49,18 @@ def acdc(
     scores = torch.full(mask.shape, float("nan"), device=device)
     current = float(setup.losses(mask)[0])
     total, done = int(is_edge.sum()), 0
+    last_run = max_batch
     for d in reversed(range(engine.n_dests)):
         dst, _ = graph.destinations[d]
         start = _start_layer(dst.kind, dst.layer, engine.L)
         candidates = list(reversed(range(graph.n_upstream(dst))))
-        batch = min(max_batch, setup.copies_per_forward(start))
+        limit = min(max_batch, setup.copies_per_forward(start))
         i = 0
         while i < len(candidates):
+            batch = _batch_size(limit, last_run)
             chunk = candidates[i : i + batch]
             losses = _cumulative_losses(setup, mask, d, chunk, start)
+            last_run = 2 * batch  # every copy decided: try a batch twice as large next
             for j, s in enumerate(chunk):
                 rise = losses[j] - current
                 scores[s, d] = rise
@@ -66,6 +69,7 @@ def acdc(
                     current = losses[j]
                 else:
                     chunk = chunk[: j + 1]
+                    last_run = 2 * (j + 1)  # a kept edge wasted the copies after it: aim at about this run
                     break
             i += len(chunk)
             done += len(chunk)
@@ -78,6 +82,15 @@ def acdc(
         params={"threshold": threshold, "max_batch": max_batch},
         extras={"final_loss": current},
     )
+
+
+def _batch_size(limit: int, last_run: int) -> int:
+    """Copies per batch: as many as fit, unless the last batch stopped early at a kept edge.
+
+    After a kept edge the copies that follow it are wasted, so the next batch aims at twice the run of
+    removals just seen; after a batch decided in full it doubles again (but never below 8, where a forward
+    costs about the same whatever its size)."""
+    return max(1, min(limit, max(8, last_run)))
 
 
 def _start_layer(kind: NodeKind, layer: int, n_layers: int) -> int:

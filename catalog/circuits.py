@@ -75,7 +75,23 @@ def save_circuit(session: Session, new: NewCircuit, run_id: Optional[int] = None
         session.execute(insert(_NODE), nodes)
     if edges:
         session.execute(insert(_EDGE), edges)
-    return _record(circuit, [_node_record(r) for r in nodes], [_edge_record(r) for r in edges])
+    return _record(circuit, [_node_record(r) for r in nodes], _saved_edges(new.edges, edges))
+
+
+def _saved_edges(given: Sequence[EdgeRecord], rows: Sequence[Mapping[str, Any]]) -> list[EdgeRecord]:
+    """The edge records as stored. A given record already in canonical form is returned as is: building
+    30k new frozen records would cost more than the insert's index upkeep."""
+    out = []
+    for record, row in zip(given, rows):
+        canonical = (
+            record.src == row["src"]
+            and record.dst == row["dst"]
+            and (record.input or "") == row["input"]
+            and (record.score is None or type(record.score) is float)
+            and type(record.kept) is bool
+        )
+        out.append(record if canonical else _edge_record(row))
+    return out
 
 
 def model_row(session: Session, name: str) -> Model:

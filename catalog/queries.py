@@ -16,6 +16,7 @@ from catalog.circuits import (
     list_circuits,
     recut,
     save_circuit,
+    set_circuit_analysis,
     set_node_attributes,
     set_role,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "recut",
     "save_circuit",
     "save_result",
+    "set_circuit_analysis",
     "set_node_attributes",
     "set_role",
     "start_run",

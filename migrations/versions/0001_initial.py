@@ -132,7 +132,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('circuit_id', 'src', 'dst', 'input', name=op.f('uq_edge_circuit_id_src_dst_input'))
     )
     op.create_index('ix_edge_circuit_id_dst_src', 'edge', ['circuit_id', 'dst', 'src'], unique=False)
-    op.create_index('ix_edge_circuit_id_kept', 'edge', ['circuit_id', 'kept'], unique=False)
+    op.create_index('ix_edge_circuit_id_kept', 'edge', ['circuit_id'], unique=False,
+                    sqlite_where=sa.text('kept = 1'), postgresql_where=sa.text('kept = true'))
 
     op.create_table('node',
     sa.Column('id', sa.Integer(), nullable=False),

@@ -231,10 +231,10 @@ def test_a_failure_mid_save_leaves_the_database_unchanged(
     url = engine.url.render_as_string(hide_password=False)
     before = fingerprint(url)
 
-    def explode(row: Any) -> Any:  # runs after the circuit, node and edge rows are inserted
+    def explode(*args: Any) -> Any:  # runs after the circuit, node and edge rows are inserted
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(circuits, "_edge_record", explode)
+    monkeypatch.setattr(circuits, "_saved_edges", explode)
     with pytest.raises(RuntimeError, match="disk on fire"):
         _save(engine, make_circuit(model="brand-new-model", task="brand-new-task"))
     assert fingerprint(url)[:3] == before[:3]
@@ -277,3 +277,24 @@ def test_all_scored_edges_go_in_one_executemany(sqlite_url: str) -> None:
     assert edge_inserts == [("INSERT INTO edge", True)]
     assert len(_get(engine, "full").edges) == graph.n_edges()
     engine.dispose()
+
+
+def test_the_returned_record_is_canonical_whatever_spelling_was_given(engine: Engine, make_circuit: NewFactory) -> None:
+    nodes = (NodeRecord.from_key("0.1"), NodeRecord.from_key("a1.0"))
+    edges = (EdgeRecord("0.1", "a1.0.q", None, 2, True), EdgeRecord("a0.1", "a1.0", "k", 0.5, False))
+    saved = _save(engine, make_circuit(nodes=nodes, edges=edges))
+    assert saved.edges == (EdgeRecord("a0.1", "a1.0", "q", 2.0, True), edges[1])
+    assert type(saved.edges[0].score) is float
+    assert _get(engine, "tiny") == saved
+
+
+def test_circuit_level_analyses_go_into_metadata(engine: Engine, make_circuit: NewFactory) -> None:
+    _save(engine, make_circuit(metadata={"note": "kept"}))
+    with session_scope(engine) as s:
+        queries.set_circuit_analysis(s, "tiny", "dla", {"total": 1.5})
+        queries.set_circuit_analysis(s, "tiny", "logit-lens", {"layers": [0.1, math.nan]})
+        queries.set_circuit_analysis(s, "tiny", "dla", {"total": 2.0})
+    metadata = _get(engine, "tiny").metadata
+    assert metadata["note"] == "kept" and metadata["analyses"]["dla"] == {"total": 2.0}
+    assert metadata["analyses"]["logit-lens"]["layers"][0] == 0.1
+    assert math.isnan(metadata["analyses"]["logit-lens"]["layers"][1])

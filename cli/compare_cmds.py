@@ -36,7 +36,7 @@ def _session(db_url: str, *, read_only: bool = False) -> Iterator[Session]:
 
 def _load(db_url: str, names: Sequence[str]) -> list[CircuitRecord]:
     with _session(db_url, read_only=True) as session:
-        return [queries.get_circuit(session, name) for name in names]
+        return [queries.get_circuit(session, name, kept_only=True) for name in names]
 
 
 def _keys(keys: Sequence[str]) -> str:

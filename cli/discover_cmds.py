@@ -9,7 +9,7 @@ import click
 
 from cli.options import db_option, json_option, print_json, print_table
 from discovery.methods import METHODS
-from discovery.metrics import METRICS
+from discovery.names import ABLATIONS, METRICS
 
 
 class ProgressBar:
@@ -81,7 +81,7 @@ def _method_params(**options: Any) -> dict[str, Any]:
 @click.option("--metric", type=click.Choice(list(METRICS)), default=None, help="Default: kl for ACDC, else the task's metric.")
 @click.option("--threshold", type=float, default=None, help="What it means depends on the method (see below).")
 @click.option("--corruption", default=None, help="Which corrupted prompts to patch from (default: the task's).")
-@click.option("--ablation", type=click.Choice(["patch", "mean", "zero", "resample"]), default=None,
+@click.option("--ablation", type=click.Choice(list(ABLATIONS)), default=None,
               help="What a removed edge reads: the corrupted activation, its mean, zero, or a resampled one.")
 @click.option("--n-prompts", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

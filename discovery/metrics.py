@@ -25,8 +25,7 @@ import torch
 from torch import Tensor
 
 from discovery.errors import SettingsError
-
-METRICS = ("logit-diff", "prob-diff", "kl", "accuracy")
+from discovery.names import METRICS
 
 
 def _gather_mean(values: Tensor, ids: Tensor, mask: Tensor) -> Tensor:

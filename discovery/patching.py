@@ -24,9 +24,8 @@ from discovery.engine import Engine
 from discovery.errors import SettingsError
 from discovery.graph import ComponentGraph, Edge, Node, NodeKind
 from discovery.metrics import Metric, faithfulness, kept_fraction
+from discovery.names import ABLATIONS
 from discovery.weights import GPT2Weights
-
-ABLATIONS = ("patch", "mean", "zero", "resample")
 
 
 @dataclass

@@ -208,9 +208,11 @@ def _print_circuit(record: CircuitRecord, recut: bool) -> None:
     if record.description:
         click.echo(f"\n{record.description}")
     click.echo()
+    scored_roles = any(n.role_score is not None for n in record.kept_nodes)  # a column only if some role has one
     print_table(
-        ["node", "kind", "score", "role", "role source"],
-        [(n.key, n.kind, n.score, n.role, n.role_source) for n in record.kept_nodes],
+        ["node", "kind", "score", "role", *(["role score"] if scored_roles else []), "role source"],
+        [(n.key, n.kind, n.score, n.role, *([n.role_score] if scored_roles else []), n.role_source)
+         for n in record.kept_nodes],
     )
     if record.edges_known and record.kept_edges:
         click.echo()
@@ -283,8 +285,10 @@ def holds_cmd(node: str, db_url: str, as_json: bool) -> None:
     elif not rows:
         click.echo(f"no circuit holds {node}")
     else:
-        headers = ["circuit", "model", "task", "role", "role source", "score"]
-        keys = ["circuit", "model", "task", "role", "role_source", "score"]
+        scored_roles = any(r["role_score"] is not None for r in rows)  # the column only when some role has one
+        extra = ["role score"] if scored_roles else []
+        headers = ["circuit", "model", "task", "role", *extra, "role source", "score"]
+        keys = ["circuit", "model", "task", "role", *(["role_score"] if scored_roles else []), "role_source", "score"]
         print_table(headers, [[r[k] for k in keys] for r in rows])
 
 

@@ -162,14 +162,23 @@ def load_model(name: str, device: str = "cpu", dtype: str = "float32") -> Loaded
     return LoadedModel(bridge=bridge, tokenizer=bridge.tokenizer, spec=spec, device=torch_device, dtype=torch_dtype)
 
 
-def _boot(folder: str, name: str, device: torch.device, dtype: torch.dtype) -> Any:
+def quiet_transformers() -> None:
+    """transformers draws a progress bar for every weight file and warns about configs; a researcher's terminal
+    (and stdout kept clean for --json) needs none of it."""
     import logging
 
-    from transformer_lens.model_bridge import TransformerBridge
+    from transformers.utils import logging as hf_logging
 
-    # transformers logs every weight it loads and warns about configs; a researcher's terminal needs none of it.
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     for logger in ("transformers", "transformer_lens"):
         logging.getLogger(logger).setLevel(logging.ERROR)
+
+
+def _boot(folder: str, name: str, device: torch.device, dtype: torch.dtype) -> Any:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    quiet_transformers()
     try:
         with offline():
             bridge = TransformerBridge.boot_transformers(folder, device=str(device), dtype=dtype)

@@ -35,6 +35,9 @@ def load(model_dir: Path | str) -> tuple[Any, Any]:
     """The Hugging Face model (eval mode) and tokenizer of a model folder."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
+    from discovery.models import quiet_transformers
+
+    quiet_transformers()
     model = GPT2LMHeadModel.from_pretrained(str(model_dir))
     model.eval()
     return model, AutoTokenizer.from_pretrained(str(model_dir))

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 
-.PHONY: setup demo test bench graphviz clean
+.PHONY: setup demo test bench bench-gpu graphviz clean
 
 setup: $(VENV)/.installed
 
@@ -33,8 +33,13 @@ demo: setup graphviz
 test: setup graphviz
 	$(BIN)/python -m pytest -q
 
+# circuit-catalog against auto-circuit (its own venv, .venv-autocircuit, made on first use) on this CPU; writes
+# benchmarks/results/cpu.json. bench-gpu is the one command for the GPU machine (see benchmarks/gpu.sh).
 bench: setup
-	$(BIN)/python benchmarks/cpu_bench.py
+	PYTHON=$(PYTHON) OURS_PY=$(BIN)/python bash benchmarks/cpu.sh
+
+bench-gpu:
+	bash benchmarks/gpu.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info circuits.db demo

@@ -1,0 +1,437 @@
+"""Times circuit-catalog's discovery methods on GPT-2-shaped models, for comparison with auto-circuit.
+
+    .venv/bin/python benchmarks/bench.py --device cpu --shapes tiny,mid,toy --algos acdc,eap --out /tmp/ours.json
+    python3 benchmarks/bench.py --device cuda --dtype bfloat16 --shapes gpt2-small \
+        --algos acdc,eap,eap-ig,path-patching,node-pruning --out ours.json --deadline 240
+
+Models. ``tiny``, ``mid``, ``gpt2-small`` and ``gpt2-medium`` are built directly as ``GPT2Weights`` with random
+weights (GPT-2's init: normal, std 0.02; LayerNorm scale 1, shift 0; biases 0): no download and no bridge, since
+what the engine costs does not depend on the weights' values. ``toy`` is the shipped toy model, loaded through
+``discovery.models.load_model("toy")`` (real weights), on its ``digits`` task.
+
+Data (random shapes; the same sizes as the auto-circuit side, ``peer_autocircuit.py``): 32 prompts of 16 random
+tokens; the corrupted prompts redraw the first 15 tokens and keep the last; one random answer and one random
+wrong token per prompt. Metric KL (from the clean model), ablation ``patch`` (the corrupted activations).
+
+Rows (``--algos``; each row builds its own PatchSetup, so ``forwards`` counts that row alone):
+  acdc            ACDC over the full graph at ``--tau`` (default 0.01), then, unless ``--realistic-share 0``,
+  acdc-realistic  ACDC at a smaller tau that keeps a realistic 1-5 % of the edges: the engine's cost grows with
+                  the edges kept, and on random weights tau = 0.01 keeps almost none. The tau is the score that
+                  ``--realistic-share`` (default 1 %) of the edges reach in the tau = 0.01 run (each edge's stored
+                  loss rise at its turn), or ``--realistic-tau`` when given. ACDC at that tau keeps more than that
+                  share, since edges kept downstream let upstream edges matter: measured here, tiny 1 of 110
+                  (0.9 %), mid 44 of 1,519 (2.9 %); a share of 2 % gave 11 % and 13 %. Its ``edges_kept`` says what
+                  it kept. Skipped when tau = 0.01 already keeps 1 % or more (the toy model).
+  eap             edge attribution patching (with KL: gradient at the ablated point, the method's own default)
+  eap-ig          EAP with integrated gradients, 5 steps
+  path-patching   path effect of every head on the logits (``path_effects``): ``n_edges`` = the heads
+  node-pruning    all heads at threshold 0.8 (with KL the method measures faithfulness, its own convention):
+                  ``n_edges`` = heads considered, ``edges_kept`` = heads kept
+
+Timing: per row, wall seconds from building the PatchSetup (clean and corrupted runs) to the method's return,
+with ``torch.cuda.synchronize()`` on CUDA. Excluded, once per shape: making the weights, building the Engine, and a
+warm-up (a small masked forward and one EAP backward on two prompts). ``setup_seconds`` is the setup's share.
+
+``--deadline S`` (seconds from start): once it has passed, no further row starts, and a running method stops at
+its next progress report; such rows say ``"skipped"`` or ``"incomplete": true`` with no ``seconds``. Our ACDC is
+never extrapolated. The JSON file (``--out``) is rewritten after every row, so a killed run keeps its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import torch  # noqa: E402
+
+from discovery.engine import Engine  # noqa: E402
+from discovery.graph import NodeKind, head, logits as logits_node  # noqa: E402
+from discovery.patching import PatchSetup, prepare_from_engine  # noqa: E402
+from discovery.weights import GPT2Weights  # noqa: E402
+
+from common import SHAPES, Shape, cpu_name, load_average, random_prompts, table, write_rows  # noqa: E402
+
+TOOL = "circuit-catalog"
+REALISTIC_KEPT = (0.01, 0.05)  # the share of edges a realistic ACDC circuit keeps
+ALGOS = ("acdc", "acdc-realistic", "eap", "eap-ig", "path-patching", "node-pruning")
+
+
+# Shapes (tiny, mid, gpt2-small, gpt2-medium) live in common.py, shared with peer_autocircuit.py.
+TOY = "toy"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models and data
+
+
+def random_weights(shape: Shape, device: torch.device, dtype: torch.dtype, seed: int = 0) -> GPT2Weights:
+    """GPT-2's initialisation (normal std 0.02, LayerNorm 1 and 0, zero biases), drawn on ``device``."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    L, H, d, e, f, V = shape.n_layers, shape.n_heads, shape.d_model, shape.d_head, shape.d_mlp, shape.d_vocab
+
+    def normal(*size: int) -> torch.Tensor:
+        return (torch.randn(*size, generator=gen, device=device) * 0.02).to(dtype)
+
+    def zeros(*size: int) -> torch.Tensor:
+        return torch.zeros(*size, device=device, dtype=dtype)
+
+    def ones(*size: int) -> torch.Tensor:
+        return torch.ones(*size, device=device, dtype=dtype)
+
+    return GPT2Weights(
+        W_E=normal(V, d), W_pos=normal(shape.n_ctx, d),
+        W_Q=normal(L, H, d, e), W_K=normal(L, H, d, e), W_V=normal(L, H, d, e),
+        b_Q=zeros(L, H, e), b_K=zeros(L, H, e), b_V=zeros(L, H, e),
+        W_O=normal(L, H, e, d), b_O=zeros(L, d),
+        W_in=normal(L, d, f), b_in=zeros(L, f), W_out=normal(L, f, d), b_out=zeros(L, d),
+        W_U=normal(d, V), b_U=zeros(V),
+        ln1_w=ones(L, d), ln1_b=zeros(L, d), ln2_w=ones(L, d), ln2_b=zeros(L, d),
+        lnf_w=ones(d), lnf_b=zeros(d),
+    )
+
+
+@dataclass
+class BenchData:
+    """The parts of a TaskDataset that prepare_from_engine reads."""
+
+    clean: torch.Tensor  # [n, seq]
+    corrupted: torch.Tensor
+    answers: torch.Tensor  # [n, 1]
+    answers_mask: torch.Tensor
+    wrong: torch.Tensor
+    wrong_mask: torch.Tensor
+    metric: str = "kl"
+
+
+def random_data(vocab: int, n_prompts: int, seq_len: int, device: torch.device, seed: int = 0) -> BenchData:
+    """The prompts of ``common.random_prompts`` (the peer side draws the same), on ``device``."""
+    clean, corrupted, answers, wrong = random_prompts(vocab, n_prompts, seq_len, seed)
+    ones = torch.ones(n_prompts, 1, dtype=torch.bool, device=device)
+    return BenchData(clean.to(device), corrupted.to(device), answers.to(device), ones, wrong.to(device),
+                     ones.clone())
+
+
+@dataclass
+class Subject:
+    """What one shape's rows share: the engine (weights on the device) and the prompts."""
+
+    name: str
+    engine: Engine
+    data: Any  # BenchData or a TaskDataset
+    tokens: torch.Tensor
+    corrupted: torch.Tensor
+    model: Any = None
+    task: Optional[str] = None
+
+
+def make_subject(name: str, device: torch.device, dtype: torch.dtype, n_prompts: int, seq_len: int) -> Subject:
+    if name == TOY:
+        from discovery.models import load_model
+        from discovery.patching import prepare
+        from discovery.tasks import build_dataset
+
+        model = load_model("toy", device=str(device), dtype=str(dtype).replace("torch.", ""))
+        dataset = build_dataset("digits", model.tokenizer, n=n_prompts, seed=0)
+        setup = prepare(model, dataset, metric="kl", ablation="patch")  # checks the engine against the bridge
+        tokens, corrupted = dataset.clean.to(device), dataset.corrupted.to(device)
+        return Subject(name, setup.engine, dataset, tokens, corrupted, model=model, task="digits")
+    shape = SHAPES[name]
+    engine = Engine(random_weights(shape, device, dtype))
+    data = random_data(shape.d_vocab, n_prompts, seq_len, device)
+    return Subject(name, engine, data, data.clean, data.corrupted)
+
+
+def new_setup(subject: Subject, n: Optional[int] = None) -> PatchSetup:
+    tokens, corrupted = subject.tokens, subject.corrupted
+    data = subject.data
+    if n is not None:
+        tokens, corrupted = tokens[:n], corrupted[:n]
+        data = BenchData(tokens, corrupted, data.answers[:n], data.answers_mask[:n], data.wrong[:n],
+                         data.wrong_mask[:n])
+    return prepare_from_engine(subject.engine, tokens, corrupted, data, metric="kl", ablation="patch",
+                               model=subject.model)
+
+
+def warm_up(subject: Subject) -> None:
+    """One small masked forward and one EAP backward, so that no row pays for first-call set-up."""
+    from discovery.methods.eap import eap
+
+    setup = new_setup(subject, n=2)
+    setup.values(setup.full_mask(2))
+    eap(setup, top_k=1)
+    sync(setup.device)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rows
+
+
+class DeadlinePassed(Exception):
+    pass
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_name()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.device = torch.device(args.device)
+        self.dtype = getattr(torch, args.dtype)
+        self.t_start = time.monotonic()
+        self.deadline = self.t_start + args.deadline if args.deadline else math.inf
+        self.rows: list[dict[str, Any]] = []
+        self.out = Path(args.out) if args.out else None
+        self.last_progress: Optional[tuple[int, int]] = None
+
+    # -- bookkeeping -------------------------------------------------------------------------------------------
+    def past_deadline(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def progress(self, done: int, total: int) -> None:
+        self.last_progress = (done, total)
+        if self.past_deadline():
+            raise DeadlinePassed
+
+    def base_row(self, subject: Subject, algo: str) -> dict[str, Any]:
+        e = subject.engine
+        return {
+            "tool": TOOL, "shape": subject.name, "device": self.device.type, "device_name": device_name(self.device),
+            "dtype": self.args.dtype, "algo": algo, "n_layers": e.L, "n_heads": e.H, "d_model": e.d,
+            "n_prompts": int(subject.tokens.shape[0]), "seq_len": int(subject.tokens.shape[1]),
+            "task": subject.task or "random tokens", "metric": "kl", "ablation": "patch",
+        }
+
+    def add(self, row: dict[str, Any]) -> None:
+        row.setdefault("extrapolated", False)
+        row["torch"] = torch.__version__
+        if self.device.type == "cpu":
+            row["load_avg"] = load_average()
+        self.rows.append(row)
+        self.write()
+        shown = {k: row.get(k) for k in ("shape", "dtype", "algo", "n_edges", "edges_kept", "seconds", "forwards")}
+        extra = row.get("skipped") or ("incomplete" if row.get("incomplete") else "")
+        print(f"[bench] {json.dumps(shown)} {extra}".rstrip(), flush=True)
+
+    def write(self) -> None:
+        write_rows(self.out, self.rows)
+
+    # -- one row -----------------------------------------------------------------------------------------------
+    def timed(self, subject: Subject, algo: str, method: Callable[[PatchSetup], dict[str, Any]],
+              n_edges: int, extra: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
+        row = self.base_row(subject, algo) | {"n_edges": n_edges} | (extra or {})
+        if self.past_deadline():
+            row.update(seconds=None, skipped="deadline passed before this row")
+            self.add(row)
+            return None
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+        sync(self.device)
+        t0 = time.perf_counter()
+        setup = new_setup(subject)
+        sync(self.device)
+        t_setup = time.perf_counter() - t0
+        result: dict[str, Any] = {}
+        self.last_progress = None
+        try:
+            result = method(setup)
+            sync(self.device)
+            row["seconds"] = round(time.perf_counter() - t0, 4)
+        except DeadlinePassed:
+            sync(self.device)
+            row.update(seconds=None, incomplete=True, seconds_until_stopped=round(time.perf_counter() - t0, 3),
+                       note="stopped by the deadline (never extrapolated)")
+            if self.last_progress:
+                row["progress"] = f"{self.last_progress[0]} of {self.last_progress[1]}"
+        row["setup_seconds"] = round(t_setup, 4)
+        row["forwards"] = setup.forwards
+        if cuda:
+            row["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
+        row.update({k: v for k, v in result.items() if not k.startswith("_")})
+        self.add(row)
+        return result
+
+    # -- the algorithms ----------------------------------------------------------------------------------------
+    def run_subject(self, subject: Subject, algos: list[str]) -> None:
+        e = subject.engine
+        n_edges = e.graph.n_edges()
+        heads = [head(layer, h) for layer in range(e.L) for h in range(e.H)]
+        a = self.args
+        acdc_scores: Optional[list[float]] = None
+        for algo in algos:
+            if algo == "acdc":
+                result = self.timed(subject, "acdc", lambda s: self.acdc(s, a.tau), n_edges, {"tau": a.tau})
+                if result is not None:
+                    acdc_scores = result.get("_scores")
+                if a.realistic_tau or a.realistic_share > 0:
+                    kept = (result or {}).get("kept_fraction")
+                    if not a.realistic_tau and kept is not None and kept >= REALISTIC_KEPT[0]:
+                        self.add(self.base_row(subject, "acdc-realistic") | {
+                            "n_edges": n_edges, "seconds": None,
+                            "skipped": f"tau={a.tau:g} already keeps {kept:.1%} of the edges"})
+                    else:
+                        self.realistic(subject, n_edges, acdc_scores)
+            elif algo == "acdc-realistic":
+                if "acdc" not in algos:
+                    self.realistic(subject, n_edges, None)
+            elif algo == "eap":
+                self.timed(subject, "eap", lambda s: self.eap(s, n_edges, steps=None), n_edges)
+            elif algo == "eap-ig":
+                self.timed(subject, "eap-ig", lambda s: self.eap(s, n_edges, steps=a.ig_steps), n_edges,
+                           {"steps": a.ig_steps})
+            elif algo == "path-patching":
+                self.timed(subject, "path-patching", lambda s: self.paths(s, heads), len(heads),
+                           {"unit": "head -> logits paths"})
+            elif algo == "node-pruning":
+                self.timed(subject, "node-pruning", lambda s: self.nodes(s), len(heads),
+                           {"unit": "heads", "threshold": a.node_threshold})
+            else:
+                raise SystemExit(f"unknown algo {algo!r}: choose from {', '.join(ALGOS)}")
+
+    def realistic(self, subject: Subject, n_edges: int, scores: Optional[list[float]]) -> None:
+        a = self.args
+        if self.past_deadline():  # timed() records the skip
+            self.timed(subject, "acdc-realistic", lambda s: {}, n_edges)
+            return
+        if a.realistic_tau:
+            tau, how = a.realistic_tau, "given (--realistic-tau)"
+        elif scores:
+            tau = realistic_tau(scores, a.realistic_share, a.tau)
+            how = f"the {1 - a.realistic_share:.3g} quantile of the tau={a.tau:g} run's edge scores"
+        else:
+            row = self.base_row(subject, "acdc-realistic") | {"n_edges": n_edges, "seconds": None}
+            row["skipped"] = "no tau: give --realistic-tau, or run acdc first (its scores choose the tau)"
+            self.add(row)
+            return
+        self.timed(subject, "acdc-realistic", lambda s: self.acdc(s, tau), n_edges,
+                   {"tau": float(f"{tau:.4g}"), "tau_from": how})
+
+    def acdc(self, setup: PatchSetup, tau: float) -> dict[str, Any]:
+        from discovery.methods.acdc import acdc
+
+        out = acdc(setup, threshold=tau, max_batch=self.args.acdc_batch, progress=self.progress)
+        kept = sum(1 for e in out.edges if e.kept)
+        scores = [e.score for e in out.edges if not math.isnan(e.score)]
+        return {"edges_kept": kept, "kept_fraction": round(kept / max(len(out.edges), 1), 5), "_scores": scores}
+
+    def eap(self, setup: PatchSetup, n_edges: int, steps: Optional[int]) -> dict[str, Any]:
+        from discovery.methods.eap import eap, eap_ig
+
+        k = max(1, round(self.args.eap_kept * n_edges))
+        if steps is None:
+            out = eap(setup, top_k=k, progress=self.progress)
+        else:
+            out = eap_ig(setup, steps=steps, top_k=k, progress=self.progress)
+        return {"edges_kept": sum(1 for e in out.edges if e.kept)}
+
+    def paths(self, setup: PatchSetup, heads: list) -> dict[str, Any]:
+        from discovery.methods.path_patching import path_effects
+
+        effects = path_effects(setup, heads, [logits_node(setup.engine.L)], progress=self.progress)
+        return {"edges_kept": None, "paths_scored": len(effects)}
+
+    def nodes(self, setup: PatchSetup) -> dict[str, Any]:
+        from discovery.methods.node_pruning import node_pruning
+
+        out = node_pruning(setup, threshold=self.args.node_threshold, progress=self.progress)
+        return {"edges_kept": sum(1 for n in out.kept_nodes if n.kind is NodeKind.HEAD)}
+
+    # -- all of it ---------------------------------------------------------------------------------------------
+    def run(self) -> list[dict[str, Any]]:
+        a = self.args
+        algos = [x for x in a.algos.split(",") if x]
+        for x in algos:
+            if x not in ALGOS:
+                raise SystemExit(f"unknown algo {x!r}: choose from {', '.join(ALGOS)}")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device cuda, but torch sees no CUDA device")
+        torch.manual_seed(0)
+        for name in [x for x in a.shapes.split(",") if x]:
+            if name != TOY and name not in SHAPES:
+                raise SystemExit(f"unknown shape {name!r}: choose from {', '.join([*SHAPES, TOY])}")
+            if self.past_deadline():
+                print(f"[bench] deadline passed: shape {name} skipped", flush=True)
+                for algo in algos:
+                    self.add({"tool": TOOL, "shape": name, "device": self.device.type, "dtype": a.dtype,
+                              "algo": algo, "n_edges": None, "seconds": None,
+                              "skipped": "deadline passed before this shape"})
+                continue
+            t0 = time.perf_counter()
+            subject = make_subject(name, self.device, self.dtype, a.n_prompts, a.seq_len)
+            warm_up(subject)
+            print(f"[bench] {name}: engine built and warmed up in {time.perf_counter() - t0:.1f} s "
+                  f"({subject.engine.graph.n_edges()} edges)", flush=True)
+            self.run_subject(subject, algos)
+            del subject
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        return self.rows
+
+
+def realistic_tau(scores: list[float], kept: float, tau: float) -> float:
+    """The tau that ``kept`` of the edges reach in one ACDC run's stored scores."""
+    s = torch.tensor(scores, dtype=torch.float64)
+    q = float(torch.quantile(s, 1 - kept))
+    if not q > 0:  # almost every edge is free to remove: take the smallest positive score instead
+        pos = s[s > 0]
+        q = float(pos.min()) if len(pos) else tau * 1e-3
+    return q
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--shapes", default="tiny,mid", help=f"comma-separated, from {', '.join([*SHAPES, TOY])}")
+    ap.add_argument("--algos", default="acdc,eap", help=f"comma-separated, from {', '.join(ALGOS)}")
+    ap.add_argument("--out", help="JSON file for the rows (rewritten after every row)")
+    ap.add_argument("--deadline", type=float, default=0, help="seconds from start after which no row starts (0: none)")
+    ap.add_argument("--n-prompts", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=16)
+    ap.add_argument("--tau", type=float, default=0.01, help="ACDC's threshold for the acdc row")
+    ap.add_argument("--realistic-share", type=float, default=0.01,
+                    help="acdc-realistic's tau: the score this share of edges reach at --tau (0: no such row)")
+    ap.add_argument("--realistic-tau", type=float, default=0, help="use this tau for acdc-realistic instead")
+    ap.add_argument("--acdc-batch", type=int, default=64, help="ACDC's max_batch (candidates per forward)")
+    ap.add_argument("--ig-steps", type=int, default=5)
+    ap.add_argument("--eap-kept", type=float, default=0.02, help="share of edges EAP keeps (top_k)")
+    ap.add_argument("--node-threshold", type=float, default=0.8)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    return ap.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench = Bench(args)
+    rows = bench.run()
+    print()
+    print(table(rows))
+    if args.out:
+        print(f"\n(rows written to {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -47,6 +47,7 @@ class MaskedRun:
         self.host = host
         self.differs = (host != host[:1]).any(0)  # [S, D]
         self.nonzero0 = host[0] != 0  # [S, D]
+        self.read = (host != 0).any(0)  # [S, D]: whether any copy reads source s at destination d
         self.variant = torch.zeros(S, dtype=torch.bool)
 
     # -- analysis --------------------------------------------------------------------------------------------
@@ -80,14 +81,20 @@ class MaskedRun:
         device = self.inv_buf.device
         col_idx = torch.tensor(cols, device=device)
         m = (self.masks if per_copy else self.masks[:1]).index_select(2, col_idx)  # [n, S, Dc]
-        inv = [s for s in self.inv_sources if s < n_up]
-        mixed = torch.matmul(m[:, inv].transpose(1, 2), self.inv_buf[: len(inv)])  # inv slots are in source order
-        var = [i for i, s in enumerate(self.var_sources) if s < n_up]
+        # Only sources some copy reads here are mixed: after pruning most mask entries are 0, and reading every
+        # source's per-copy delta for every layer would make the memory traffic grow with depth squared.
+        read = self.read[:, cols].any(1).tolist()
+        inv = [(slot, s) for slot, s in enumerate(self.inv_sources) if s < n_up and read[s]]
+        n, Dc, d = (self.C if per_copy else 1), len(cols), self.e.d
+        mixed = torch.zeros(n, Dc, self.NB, dtype=self.inv_buf.dtype, device=device)
+        if inv:
+            slots, srcs = (torch.tensor(x, device=device) for x in zip(*inv))
+            mixed = torch.matmul(m.index_select(1, srcs).transpose(1, 2), self.inv_buf.index_select(0, slots))
+        var = [(slot, s) for slot, s in enumerate(self.var_sources) if s < n_up and read[s]]
         if per_copy and var:
             assert self.var_buf is not None
-            var_src = torch.tensor([self.var_sources[i] for i in var], device=device)
-            mixed = mixed + torch.bmm(m.index_select(1, var_src).transpose(1, 2), self.var_buf[:, : len(var)])
-        n, Dc, d = mixed.shape[0], len(cols), self.e.d
+            slots, srcs = (torch.tensor(x, device=device) for x in zip(*var))
+            mixed = mixed + torch.bmm(m.index_select(1, srcs).transpose(1, 2), self.var_buf.index_select(1, slots))
         base = self.patch_cum[n_up - 1]  # [B|1, P, d]
         bias = self.e.dest_bias.index_select(0, col_idx).view(1, Dc, 1, 1, d)
         return mixed.view(n, Dc, self.B, self.P, d) + base.unsqueeze(0).unsqueeze(0) + bias
@@ -134,7 +141,6 @@ class MaskedRun:
             result = e.attention(x, layer, heads, index=index.view(len(heads), 3))  # [n*B, P, Hs, d]
             for i, h in enumerate(heads):
                 self._store(e.head_source(layer, h), result[:, :, i], per_copy)
-        self._sort_slots()
 
     def mlp_layer(self, layer: int) -> None:
         e = self.e
@@ -155,14 +161,6 @@ class MaskedRun:
         logits = e.unembed(self._probe(x))
         logits = logits.view(-1, self.B, *logits.shape[1:])
         return logits if per_copy else logits.expand(self.C, *logits.shape[1:])
-
-    def _sort_slots(self) -> None:
-        """Keep invariant slots in source order (a layer's invariant heads may follow its variant ones)."""
-        order = sorted(range(len(self.inv_sources)), key=self.inv_sources.__getitem__)
-        if order != list(range(len(order))):
-            idx = torch.tensor(order, device=self.inv_buf.device)
-            self.inv_buf[: len(order)] = self.inv_buf.index_select(0, idx)
-            self.inv_sources = [self.inv_sources[i] for i in order]
 
     def sources(self) -> Tensor:
         """All source outputs ``[C, S, B, P, d]``."""

@@ -9,7 +9,6 @@ other words, 7 the filler, 8 the BOS token.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -112,31 +111,3 @@ def random_weights(n_layers: int = 2, n_heads: int = 2, d: int = 8, e: int = 4, 
         ln1_w=1 + r(L, d, scale=0.2), ln1_b=r(L, d, scale=0.2), ln2_w=1 + r(L, d, scale=0.2),
         ln2_b=r(L, d, scale=0.2), lnf_w=1 + r(d, scale=0.2), lnf_b=r(d, scale=0.2),
     )
-
-
-VOCAB = ["<pad>", "<bos>", "<unk>"] + [str(i) for i in range(40)]
-
-
-def make_model_folder(path: Path, n_layers: int = 2, n_heads: int = 4, d_model: int = 32, seed: int = 0) -> Path:
-    """A random GPT2LMHeadModel with non-trivial LayerNorm and biases, and a WordLevel tokenizer, saved."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    torch.manual_seed(seed)
-    config = GPT2Config(n_layer=n_layers, n_head=n_heads, n_embd=d_model, vocab_size=len(VOCAB), n_positions=32,
-                        bos_token_id=1, eos_token_id=1, pad_token_id=0)
-    model = GPT2LMHeadModel(config)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "ln" in name:
-                p.add_(torch.randn_like(p) * 0.3)
-            elif "bias" in name:
-                p.add_(torch.randn_like(p) * 0.1)
-            else:
-                p.mul_(5.0)
-    model.save_pretrained(path)
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<bos>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(path)
-    return path

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from discovery.weights import GPT2Weights
+from tests.helpers import make_model_folder
 from tests.analysis.builders import (
     MEMBERS,
     N_TOK,
     empty_weights,
-    make_model_folder,
     set_offset_head,
     set_ov,
     set_type_head,

@@ -6,7 +6,6 @@ the weights are drawn directly, which keeps every fixture well under a second.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import pytest
@@ -15,21 +14,9 @@ import torch
 from discovery.engine import Engine
 from discovery.patching import PatchSetup, prepare_from_engine
 from discovery.weights import GPT2Weights
+from tests.helpers import SyntheticDataset
 
 VOCAB = 43
-
-
-@dataclass
-class SyntheticDataset:
-    """Duck-types the parts of TaskDataset the engine reads (as ``tests/discovery/conftest.py`` does)."""
-
-    clean: torch.Tensor
-    corrupted: torch.Tensor
-    answers: torch.Tensor
-    answers_mask: torch.Tensor
-    wrong: torch.Tensor
-    wrong_mask: torch.Tensor
-    metric: str = "logit-diff"
 
 
 def synthetic_prompts(n: int, pos: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

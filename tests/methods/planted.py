@@ -181,7 +181,7 @@ def _basis(g: torch.Generator) -> torch.Tensor:
 def _planted_weights(g: torch.Generator) -> dict[str, torch.Tensor]:
     """HF parameter name -> value. Conv1D weights are ``[in, out]``; ``lm_head`` is ``[vocab, d]``."""
     E = _basis(g)
-    d, dh, H = D_MODEL, D_MODEL // N_HEADS, N_HEADS
+    d, dh = D_MODEL, D_MODEL // N_HEADS
     w: dict[str, torch.Tensor] = {}
     # Embeddings: one unit of token identity, one of position, the constant direction.
     tok = torch.zeros(len(VOCAB), _N_COORDS, dtype=torch.float64)

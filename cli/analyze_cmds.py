@@ -11,29 +11,16 @@ gave is never overwritten, and the analysis' own label stays in the node's ``rol
 from __future__ import annotations
 
 import getpass
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import click
 
-from cli.options import db_option, fmt, info, json_option, print_json, print_table
+from cli.options import catalog_session, db_option, fmt, info, json_option, print_json, print_table
 
 WHAT = ("attention", "ov", "dla", "logit-lens")
 NEEDS_TASK = ("attention", "dla", "logit-lens")
-
-
-@contextmanager
-def _session(db_url: str, *, read_only: bool = False) -> Iterator[Any]:
-    from catalog.db import connect, session_scope
-
-    engine = connect(db_url)
-    try:
-        with session_scope(engine, read_only=read_only) as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def _what(text: str) -> list[str]:
@@ -93,7 +80,7 @@ def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: O
     from catalog.queries import get_circuit
 
     what = _what(what_text)
-    with _session(db_url, read_only=True) as session:
+    with catalog_session(db_url, read_only=True) as session:
         record = get_circuit(session, circuit, kept_only=True)
     model_name = model_name or record.model
     task = task or record.task
@@ -102,7 +89,7 @@ def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: O
     settings = _Settings(what, model_name, task, n_prompts, seed, _names(token_sets, "--token-sets"), embedding,
                          filler)
     results = run_analyses(record, settings, device)
-    with _session(db_url) as session:
+    with catalog_session(db_url) as session:
         stored = store(session, record, results, label_roles=roles)
     paths = _plots(plots_dir, results, record.name) if plots_dir else []
     _report(record.name, results, stored, paths, as_json)
@@ -307,7 +294,7 @@ def role_set(circuit: str, node: str, role: str, note: Optional[str], by: Option
     who = (by or _os_user()).strip()
     if not who:
         raise click.BadParameter("needs a name", param_hint="--by")
-    with _session(db_url) as session:
+    with catalog_session(db_url) as session:
         record = set_role(session, circuit, node, role, f"user:{who}", score, note)
     click.echo(f"{circuit} {record.key}: {role} (set by user:{who})")
     if role not in ROLES:
@@ -328,7 +315,7 @@ def role_list(circuit: str, db_url: str, as_json: bool) -> None:
     """
     from catalog.queries import get_circuit
 
-    with _session(db_url, read_only=True) as session:
+    with catalog_session(db_url, read_only=True) as session:
         record = get_circuit(session, circuit, kept_only=True)
     rows = []
     for n in record.kept_nodes:

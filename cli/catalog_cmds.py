@@ -7,26 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import click
-from sqlalchemy.orm import Session
 
 from catalog import queries
-from catalog.db import SchemaState, connect, schema_state, session_scope, upgrade_schema
+from catalog.db import SchemaState, schema_state, upgrade_schema
 from catalog.records import CircuitRecord, CircuitSummary, NodeRecord, RunRecord
-from cli.options import db_option, fmt, json_option, print_json, print_table
-
-
-@contextmanager
-def _session(db_url: str, *, read_only: bool = False) -> Iterator[Session]:
-    engine = connect(db_url)
-    try:
-        with session_scope(engine, read_only=read_only) as session:
-            yield session
-    finally:
-        engine.dispose()
+from cli.options import catalog_session, db_option, fmt, json_option, print_json, print_table
 
 
 def _when(value: Optional[dt.datetime]) -> Optional[str]:
@@ -137,7 +125,7 @@ def list_cmd(model: Optional[str], task: Optional[str], db_url: str, as_json: bo
         circuits list --model gpt2 --task ioi
         circuits list --json
     """
-    with _session(db_url, read_only=True) as session:
+    with catalog_session(db_url, read_only=True) as session:
         summaries = queries.list_circuits(session, model=model, task=task)
     if as_json:
         print_json([_summary_json(s) for s in summaries])
@@ -242,7 +230,7 @@ def show_cmd(circuit: str, threshold: Optional[float], db_url: str, as_json: boo
     """
     if threshold is not None and not math.isfinite(threshold):
         raise click.BadParameter("must be a finite number", param_hint="--threshold")
-    with _session(db_url, read_only=True) as session:
+    with catalog_session(db_url, read_only=True) as session:
         record = queries.get_circuit(session, circuit)
     if threshold is not None:
         record = queries.recut(record, threshold)
@@ -265,7 +253,7 @@ def holds_cmd(node: str, db_url: str, as_json: bool) -> None:
         circuits holds 9.1
         circuits holds m5 --json
     """
-    with _session(db_url, read_only=True) as session:
+    with catalog_session(db_url, read_only=True) as session:
         found = queries.circuits_holding(session, node)
     rows = [
         {
@@ -303,7 +291,7 @@ def delete_cmd(circuit: str, db_url: str) -> None:
     \b
         circuits delete ioi-eap-draft
     """
-    with _session(db_url) as session:
+    with catalog_session(db_url) as session:
         queries.delete_circuit(session, circuit)
     click.echo(f"deleted circuit {circuit}")
 
@@ -358,7 +346,7 @@ def runs_cmd(status: Optional[str], db_url: str, as_json: bool) -> None:
         circuits runs --status failed
         circuits runs --json
     """
-    with _session(db_url, read_only=True) as session:
+    with catalog_session(db_url, read_only=True) as session:
         runs = queries.list_runs(session, status=status)
     if as_json:
         print_json([_run_json(r) for r in runs])

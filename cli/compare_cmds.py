@@ -6,36 +6,23 @@ read and checked before the database is opened, so a refused import leaves the c
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import click
-from sqlalchemy.orm import Session
 
 from catalog import queries
 from catalog.compare import Diff, Overlap, diff, overlap
-from catalog.db import connect, session_scope
 from catalog.errors import CatalogError, NotFound
 from catalog.interchange import DEFAULT_MODEL, READ_FORMATS, WRITE_FORMATS, read_circuit_file, write_circuit_file
 from catalog.records import CircuitRecord, NewCircuit
 from catalog.reference import list_references, load_reference, reference_names
 from catalog.render import render
-from cli.options import db_option, info, json_option, print_json, print_table
-
-
-@contextmanager
-def _session(db_url: str, *, read_only: bool = False) -> Iterator[Session]:
-    engine = connect(db_url)
-    try:
-        with session_scope(engine, read_only=read_only) as session:
-            yield session
-    finally:
-        engine.dispose()
+from cli.options import catalog_session, db_option, info, json_option, print_json, print_table
 
 
 def _load(db_url: str, names: Sequence[str]) -> list[CircuitRecord]:
-    with _session(db_url, read_only=True) as session:
+    with catalog_session(db_url, read_only=True) as session:
         return [queries.get_circuit(session, name, kept_only=True) for name in names]
 
 
@@ -208,7 +195,7 @@ def import_cmd(file: Path, fmt: str, name: Optional[str], model: Optional[str], 
         if model is None:
             info(f"note: {fmt} files do not name their model; assuming {DEFAULT_MODEL} (--model to change)")
     new = read_circuit_file(file, fmt, name=name, model=model, task=task)
-    with _session(db_url) as session:
+    with catalog_session(db_url) as session:
         queries.save_circuit(session, new)
     click.echo(f"imported {new.name}: {_counts(new)}")
 
@@ -270,7 +257,7 @@ def _held(db_url: str, names: Sequence[str]) -> Optional[set[str]]:
     """Which of ``names`` the catalog holds; None (with a note) when it cannot be read, since the shipped
     list is worth showing without a working database."""
     try:
-        with _session(db_url, read_only=True) as session:
+        with catalog_session(db_url, read_only=True) as session:
             return {n for n in names if queries.find_circuit(session, n) is not None}
     except CatalogError as err:
         info(f"note: cannot read the catalog ({str(err).splitlines()[0]}), so 'imported' is not shown")
@@ -294,7 +281,7 @@ def reference_import_cmd(names: tuple[str, ...], db_url: str) -> None:
         if name not in known:
             raise NotFound(f"no reference circuit {name!r} (known: {', '.join(known)})")
     circuits = [load_reference(n) for n in dict.fromkeys(names or known)]
-    with _session(db_url) as session:
+    with catalog_session(db_url) as session:
         for circuit in circuits:
             if queries.find_circuit(session, circuit.name) is not None:
                 info(f"skipped {circuit.name}: already in the catalog")

@@ -6,7 +6,8 @@ import json
 import math
 import os
 import sys
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import click
 
@@ -26,6 +27,19 @@ def db_option(fn: F) -> F:
         metavar="URL",
         help="Catalog database: a SQLAlchemy URL (sqlite:///file.db, postgresql+psycopg://...) or a file path.",
     )(fn)
+
+
+@contextmanager
+def catalog_session(db_url: str, *, read_only: bool = False) -> Iterator[Any]:
+    """One session on the catalog at ``db_url`` for one command: committed on success, rolled back on error."""
+    from catalog.db import connect, session_scope
+
+    engine = connect(db_url)
+    try:
+        with session_scope(engine, read_only=read_only) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def json_option(fn: F) -> F:

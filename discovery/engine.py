@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from discovery.graph import ComponentGraph, Granularity, ModelShape
+from discovery.masked import MaskedRun, Probes
 from discovery.weights import GPT2Weights, activation, layer_norm
 
 
@@ -137,7 +138,7 @@ class Engine:
             run.attention_layer(layer)
             run.mlp_layer(layer)
         logits = run.final(all_positions)
-        return EngineOutput(logits=logits, sources=run.sources() if return_sources else None, probes=run.probes)
+        return EngineOutput(logits=logits, sources=run.sources() if return_sources else None, probes=list(run.probes))
 
     def _shared_sources(self, tokens: Tensor, clean: Optional[Tensor], start_layer: int,
                         embed: Optional[Tensor]) -> Tensor:
@@ -212,38 +213,31 @@ class _PlainRun:
     def __init__(self, engine: Engine, B: int, P: int, shared: Tensor, start_layer: int, probes: bool,
                  keep: bool):
         self.e, self.B, self.P = engine, B, P
-        self.want_probes, self.keep = probes, keep
-        self.probes: list[Tensor] = []
+        self.keep = keep
+        self.probes = Probes(probes)
         self.outputs: list[Tensor] = list(shared)  # each [B, P, d]
         bias = engine.dest_bias[engine.head_dests(start_layer).start] if start_layer else 0
         self.resid = shared.sum(0) + bias  # [B, P, d]
 
-    def _probe(self, x: Tensor) -> Tensor:
-        if not self.want_probes:
-            return x
-        probe = torch.zeros_like(x, requires_grad=True)
-        self.probes.append(probe)
-        return x + probe
-
     def attention_layer(self, layer: int) -> None:
         e = self.e
         x = self.resid
-        if self.want_probes:  # one probe per destination: [B, P, 3H, d], head-major then q, k, v
-            x = self._probe(x.unsqueeze(2).expand(self.B, self.P, 3 * e.H, e.d)).view(self.B, self.P, e.H, 3, e.d)
+        if self.probes.on:  # one probe per destination: [B, P, 3H, d], head-major then q, k, v
+            x = self.probes(x.unsqueeze(2).expand(self.B, self.P, 3 * e.H, e.d)).view(self.B, self.P, e.H, 3, e.d)
         result = e.attention(x, layer)
         if self.keep:
             self.outputs += list(result.unbind(2))
         self.resid = self.resid + result.sum(2) + e.w.b_O[layer]
 
     def mlp_layer(self, layer: int) -> None:
-        out = self.e.mlp(self._probe(self.resid), layer)
+        out = self.e.mlp(self.probes(self.resid), layer)
         if self.keep:
             self.outputs.append(out)
         self.resid = self.resid + out
 
     def final(self, all_positions: bool) -> Tensor:
         x = self.resid if all_positions else self.resid[:, -1]
-        return self.e.unembed(self._probe(x)).unsqueeze(0)
+        return self.e.unembed(self.probes(x)).unsqueeze(0)
 
     def sources(self) -> Tensor:
         return torch.stack(self.outputs).unsqueeze(0)
@@ -260,5 +254,3 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
     )
     return out.transpose(1, 2)
 
-
-from discovery.masked import MaskedRun  # noqa: E402  (masked.py uses Engine's helpers at call time only)

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from cli.options import db_option, json_option, print_json, print_table
+from cli.options import db_option, json_option, positions_option, print_json, print_table
 from discovery.methods import METHODS
 from discovery.names import ABLATIONS, METRICS
 
@@ -98,11 +98,13 @@ def _method_params(**options: Any) -> dict[str, Any]:
 @click.option("--seed-nodes", default=None, help="path-patching: comma-separated start nodes (default: logits).")
 @click.option("--mode", type=click.Choice(["nodes", "edges"]), default=None, help="path-patching: add nodes, or only edges.")
 @click.option("--batch", type=click.IntRange(1), default=None, help="acdc: most candidate edges per forward.")
+@positions_option
 @db_option
 @json_option
 def discover(model_name: str, task: str, method: str, metric: Optional[str], threshold: Optional[float],
              corruption: Optional[str], ablation: Optional[str], n_prompts: int, seed: int, device: str, dtype: str,
-             name: Optional[str], db_url: str, as_json: bool, **method_options: Any) -> None:
+             name: Optional[str], positions: Optional[list[int]], db_url: str, as_json: bool,
+             **method_options: Any) -> None:
     """Find a circuit with one method and keep it in the catalog, with everything that made it.
 
     Thresholds: node-pruning keeps the share of performance given (0.8); acdc removes an edge when the loss
@@ -141,14 +143,14 @@ def discover(model_name: str, task: str, method: str, metric: Optional[str], thr
     model = load_model(model_name, device=device, dtype=dtype)
     dataset = build_dataset(task, model.tokenizer, n=n_prompts, seed=seed, corruption=corruption)
     record, result = discover_and_save(engine, model, dataset, method, name=name, metric=metric, ablation=ablation,
-                                       threshold=threshold, params=params, seed=seed)
+                                       threshold=threshold, params=params, seed=seed, positions=positions)
     _report(record, result, as_json)
 
 
 def discover_and_save(engine: Any, model: Any, dataset: Any, method: str, *, name: Optional[str] = None,
                       metric: Optional[str] = None, ablation: Optional[str] = None,
                       threshold: Optional[float] = None, params: Optional[dict[str, Any]] = None,
-                      seed: int = 0) -> tuple[Any, Any]:
+                      seed: int = 0, positions: Optional[list[int]] = None) -> tuple[Any, Any]:
     """Record a run, discover, and save the circuit, so a run is never left `running` and a circuit never half."""
     from catalog.db import session_scope
     from catalog.runs import save_result, tracked_run
@@ -159,7 +161,7 @@ def discover_and_save(engine: Any, model: Any, dataset: Any, method: str, *, nam
     threshold = threshold if threshold is not None else DEFAULT_THRESHOLDS.get(method)
     metric_used = choose_metric(spec, dataset.metric, metric)
     settings = {"threshold": threshold, "ablation": ablation or spec.default_ablation,
-                "corruption": dataset.corruption, "n_prompts": len(dataset.clean),
+                "corruption": dataset.corruption, "n_prompts": len(dataset.clean), "positions": positions,
                 **{k: _jsonable(v) for k, v in params.items()}}
     bar = ProgressBar(f"{method} on {dataset.task}")
     with tracked_run(engine, method, metric_used, model.spec, dataset.task, dataset=dataset.spec, settings=settings,
@@ -167,7 +169,7 @@ def discover_and_save(engine: Any, model: Any, dataset: Any, method: str, *, nam
                      code_version=code_version()) as run:
         try:
             result = run_discover(model, dataset, method, metric=metric_used, ablation=ablation,
-                                  threshold=threshold, params=params, seed=seed, progress=bar)
+                                  threshold=threshold, params=params, seed=seed, positions=positions, progress=bar)
         finally:
             bar.close()
         with session_scope(engine) as s:

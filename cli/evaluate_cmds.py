@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from cli.options import db_option, info, json_option, print_json, print_table
+from cli.options import db_option, info, json_option, positions_option, print_json, print_table
 
 
 def circuit_parts(record: Any, graph: Any) -> tuple[list[Any], Optional[list[Any]]]:
@@ -53,11 +53,13 @@ def scored_edges(record: Any, graph: Any) -> list[tuple[Any, float]]:
 @click.option("--curve", is_flag=True, help="MIB's faithfulness curve over the top k %% of the run's edges, CPR, CMD.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --curve: draw the curves of all the circuits given to this file (.png, .pdf, .svg).")
+@positions_option
 @db_option
 @json_option
 def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optional[str], metric: Optional[str],
              ablation: str, corruption: Optional[str], n_prompts: int, seed: int, device: str, n_random: int,
-             other: Optional[str], curve: bool, plot: Optional[Path], db_url: str, as_json: bool) -> None:
+             other: Optional[str], curve: bool, plot: Optional[Path], positions: Optional[list[int]], db_url: str,
+             as_json: bool) -> None:
     """Measure stored circuits by ablating everything outside them, on a model and a task.
 
     Nodes-only circuits (published ones, node pruning) are evaluated by node ablation, the others by edge
@@ -90,7 +92,7 @@ def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optiona
         raise click.UsageError(f"circuit {first.name} names no task: give --task")
     model = load_model(model_name, device=device)
     dataset = build_dataset(task, model.tokenizer, n=n_prompts, seed=seed, corruption=corruption)
-    setup = prepare(model, dataset, metric=metric or dataset.metric, ablation=ablation, seed=seed)
+    setup = prepare(model, dataset, metric=metric or dataset.metric, ablation=ablation, seed=seed, positions=positions)
     rows = [_evaluate_one(setup, record, n_random, other_record, seed) for record in records]
     curves = _curves(setup, records) if curve else {}
     if plot is not None:
@@ -99,7 +101,7 @@ def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optiona
         plot_curves(curves, plot)
         info(f"drew the faithfulness curves to {plot}")
     context = {"model": model_name, "task": task, "metric": setup.metric.name, "ablation": ablation,
-               "n_prompts": len(dataset.clean), "seed": seed}
+               "n_prompts": len(dataset.clean), "seed": seed, "positions": positions}
     if as_json:
         print_json({**context, "circuits": rows, "curves": {k: v.as_dict() for k, v in curves.items()}})
         return

@@ -42,6 +42,24 @@ def catalog_session(db_url: str, *, read_only: bool = False) -> Iterator[Any]:
         engine.dispose()
 
 
+def positions_option(fn: F) -> F:
+    """``--positions``: ablate only at these sequence positions (negative counts from the end)."""
+    return click.option(
+        "--positions",
+        callback=lambda ctx, param, value: None if value is None else _ints(value),
+        default=None,
+        metavar="P,P,...",
+        help="Ablate only at these token positions (e.g. -1 for the answer position); elsewhere nothing is patched.",
+    )(fn)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected integers separated by commas, got {text!r}") from None
+
+
 def json_option(fn: F) -> F:
     """``--json``: print machine-readable JSON on stdout instead of a table."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)

@@ -59,6 +59,7 @@ def discover(
     threshold: Optional[float] = None,
     params: Optional[Mapping[str, Any]] = None,
     seed: int = 0,
+    positions: Optional[list[int]] = None,
     progress: Progress = no_progress,
     setup: Optional[PatchSetup] = None,
 ) -> DiscoveryResult:
@@ -71,7 +72,7 @@ def discover(
     params = dict(params or {})
     torch.manual_seed(seed)
     if setup is None:
-        setup = prepare(model, dataset, metric=metric, ablation=ablation, seed=seed)
+        setup = prepare(model, dataset, metric=metric, ablation=ablation, seed=seed, positions=positions)
     fn = spec.load()
     _check_params(method, fn, params)
     output: MethodOutput = fn(setup, threshold=threshold, progress=progress, **params)
@@ -80,7 +81,7 @@ def discover(
         method=method,
         metric=metric,
         params={"ablation": ablation, "corruption": dataset.corruption, "n_prompts": len(dataset.clean),
-                **dict(output.params)},
+                "positions": positions, **dict(output.params)},
         model=model.spec,
         dataset=dataset.spec,
         granularity=output.granularity,

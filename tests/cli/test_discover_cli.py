@@ -137,3 +137,13 @@ def test_demo_runs_end_to_end(db: str, tmp_path: Path) -> None:
     assert len(list(out.iterdir())) == 9
     again = run("demo", "--n-prompts", "8", "--out", str(out), "--db", db)
     assert again.exit_code == 0 and "already in the catalog" in again.stdout
+
+
+def test_ablation_at_chosen_positions_is_recorded(db: str) -> None:
+    result = discover(db, "--task", "digits", "--method", "acdc", "--positions=-1", "--name", "p")
+    assert result.exit_code == 0, result.output
+    [record] = runs(db)
+    assert record["settings"]["positions"] == [-1]
+    bad = CliRunner().invoke(cli, ["discover", "--task", "digits", "--method", "acdc", "--positions", "x",
+                                   "--db", db])
+    assert bad.exit_code == 2 and "integers" in bad.stderr

@@ -126,3 +126,22 @@ def test_stacked_copies_equal_separate_runs(tiny_model, dataset) -> None:
     apart = torch.cat([setup.logits(masks[i : i + 1]) for i in range(4)])
     assert torch.allclose(together, apart, atol=1e-5)
     assert not torch.allclose(together[0], together[3], atol=1e-3)
+
+
+def test_ablation_restricted_to_positions(tiny_model, dataset) -> None:
+    """Every position = no restriction; position 0 alone changes nothing (clean and corrupted share token 0, and
+    attention is causal); the last position alone does change the output."""
+    choices = {"all": list(range(dataset.clean.shape[1])), "none": None, "first": [0], "last": [-1]}
+    setups = {name: prepare(tiny_model, dataset, positions=positions) for name, positions in choices.items()}
+    outputs = {name: s.logits(s.full_mask() * 0)[0] for name, s in setups.items()}  # every edge patched
+    clean = setups["none"].clean_logits
+    assert torch.allclose(outputs["all"], outputs["none"], atol=1e-5)
+    assert torch.allclose(outputs["first"], clean, atol=1e-5)
+    assert not torch.allclose(outputs["last"], clean, atol=1e-3)
+
+
+def test_positions_outside_the_prompt_are_refused(tiny_model, dataset) -> None:
+    from discovery.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="outside prompts"):
+        prepare(tiny_model, dataset, positions=[99])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Optional
 
 import click
 
+from catalog.errors import CatalogError
 from cli.options import db_option, json_option, positions_option, print_json, print_table
+from discovery.errors import DiscoveryError
 from discovery.methods import METHODS
 from discovery.names import ABLATIONS, METRICS
 
@@ -109,7 +112,8 @@ def discover(model_name: str, task: str, method: str, metric: Optional[str], thr
 
     Thresholds: node-pruning keeps the share of performance given (0.8); acdc removes an edge when the loss
     rises by less than tau (0.01); path-patching adds senders whose path effect passes the given share of the
-    model's metric (0.05); eap/eap-ig keep edges with |score| above it (or use --top-k / --target).
+    model's metric (0.05); eap/eap-ig keep edges with |score| above it, or use --top-k, or --target (the
+    default: the smallest top-k circuit keeping 80 % of the model's performance).
 
     The run is recorded as running when it starts, and as succeeded, failed (with its error) or interrupted
     when it ends; the circuit appears only once complete. The same command and seed give the same circuit.
@@ -164,16 +168,27 @@ def discover_and_save(engine: Any, model: Any, dataset: Any, method: str, *, nam
                 "corruption": dataset.corruption, "n_prompts": len(dataset.clean), "positions": positions,
                 **{k: _jsonable(v) for k, v in params.items()}}
     bar = ProgressBar(f"{method} on {dataset.task}")
-    with tracked_run(engine, method, metric_used, model.spec, dataset.task, dataset=dataset.spec, settings=settings,
-                     seed=seed, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
-                     code_version=code_version()) as run:
-        try:
-            result = run_discover(model, dataset, method, metric=metric_used, ablation=ablation,
-                                  threshold=threshold, params=params, seed=seed, positions=positions, progress=bar)
-        finally:
-            bar.close()
-        with session_scope(engine) as s:
-            record = save_result(s, run.id, result, name or f"{model.spec.name}-{dataset.task}-{method}-r{run.id}")
+    try:
+        with tracked_run(engine, method, metric_used, model.spec, dataset.task, dataset=dataset.spec,
+                         settings=settings, seed=seed, device=str(model.device),
+                         dtype=str(model.dtype).replace("torch.", ""), code_version=code_version()) as run:
+            try:
+                result = run_discover(model, dataset, method, metric=metric_used, ablation=ablation,
+                                      threshold=threshold, params=params, seed=seed, positions=positions,
+                                      progress=bar)
+            finally:
+                bar.close()
+            with session_scope(engine) as s:
+                record = save_result(s, run.id, result,
+                                     name or f"{model.spec.name}-{dataset.task}-{method}-r{run.id}")
+    except (CatalogError, DiscoveryError):
+        raise
+    except Exception as err:  # a crash half-way: the run is already recorded as failed, nothing else was written
+        if os.environ.get("CIRCUITS_DEBUG"):
+            raise
+        text = str(err).splitlines()[0] if str(err) else ""
+        raise click.ClickException(f"the {method} run crashed and is recorded as failed ({type(err).__name__}: "
+                                   f"{text}); nothing else was saved. CIRCUITS_DEBUG=1 shows the traceback") from None
     return record, result
 
 

@@ -26,6 +26,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "acdc": 0.01,
     "path-patching": 0.05,
 }
+# Attribution methods cut their circuit by one of threshold, top_k or target; with none given, the smallest
+# top-k circuit that keeps 80 % of the model's performance (measured by real ablation).
+DEFAULT_SELECTION: dict[str, dict[str, float]] = {"eap": {"target": 0.8}, "eap-ig": {"target": 0.8}}
 
 
 def choose_metric(spec: MethodSpec, task_metric: str, metric: Optional[str]) -> str:
@@ -70,6 +73,8 @@ def discover(
     if threshold is None:
         threshold = DEFAULT_THRESHOLDS.get(method)
     params = dict(params or {})
+    if threshold is None and method in DEFAULT_SELECTION and not params.keys() & {"top_k", "target"}:
+        params = {**DEFAULT_SELECTION[method], **params}
     torch.manual_seed(seed)
     if setup is None:
         setup = prepare(model, dataset, metric=metric, ablation=ablation, seed=seed, positions=positions)

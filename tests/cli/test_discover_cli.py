@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from discovery.errors import SettingsError
 
 
 @pytest.fixture()
@@ -59,13 +60,28 @@ def test_the_same_command_and_seed_give_the_same_circuit(db: str) -> None:
     assert first["edges"] == second["edges"] and first["nodes"] == second["nodes"]
 
 
-def test_a_run_that_fails_halfway_is_recorded_with_its_error(db: str) -> None:
-    result = discover(db, "--task", "digits", "--method", "eap")  # eap needs --top-k, --target or --threshold
+@pytest.mark.parametrize("failure", [SettingsError("no such setting"), RuntimeError("CUDA out of memory")])
+def test_a_run_that_fails_halfway_is_recorded_with_its_error(db: str, monkeypatch: pytest.MonkeyPatch,
+                                                              failure: Exception) -> None:
+    import discovery.methods.acdc
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(discovery.methods.acdc, "acdc", crash)
+    result = CliRunner().invoke(cli, ["discover", "--model", "toy", "--task", "digits", "--method", "acdc",
+                                      "--n-prompts", "8", "--db", db])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and str(failure) in result.stderr
     [record] = runs(db)
-    assert record["status"] == "failed" and "top_k" in record["error"]
+    assert record["status"] == "failed" and str(failure) in record["error"]
     assert json.loads(run("list", "--db", db, "--json").stdout) == []
+
+
+def test_eap_without_a_selection_keeps_80_percent(db: str) -> None:
+    result = discover(db, "--task", "digits", "--method", "eap", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["performance"]["kept_fraction"] >= 0.8
 
 
 def test_an_interrupted_run_is_recorded(db: str, monkeypatch: pytest.MonkeyPatch) -> None:

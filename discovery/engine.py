@@ -29,8 +29,24 @@ import torch
 from torch import Tensor
 
 from discovery.graph import ComponentGraph, Granularity, ModelShape
-from discovery.masked import MaskedRun, Probes
+from discovery.masked import MaskedRun
 from discovery.weights import GPT2Weights, activation, layer_norm
+
+
+class Probes(list):
+    """Zero tensors with ``requires_grad`` added to destination inputs: after a backward pass each one's ``.grad``
+    is d(metric)/d(that input), which is all edge attribution needs. Off, it passes inputs through."""
+
+    def __init__(self, on: bool):
+        super().__init__()
+        self.on = on
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not self.on:
+            return x
+        probe = torch.zeros_like(x, requires_grad=True)
+        self.append(probe)
+        return x + probe
 
 
 @dataclass
@@ -120,20 +136,20 @@ class Engine:
         embed: ``[B, P, d]`` replaces the embed source's output (used to interpolate inputs).
         """
         B, P = tokens.shape
-        C = 1 if masks is None else masks.shape[0]
         if masks is not None and patch is None:
             raise ValueError("masks need patch values")
         if start_layer > 0 and clean is None:
             raise ValueError("starting above layer 0 needs the clean run's source outputs")
-        if probes and C > 1:
-            raise ValueError("probes are for a single copy")
+        if probes and masks is not None:
+            # The masked run writes its per-source buffers in place, which autograd cannot differentiate through.
+            raise ValueError("probes need the plain model (masks=None)")
         shared = self._shared_sources(tokens, clean, start_layer, embed)
         run: _PlainRun | MaskedRun
         if masks is None:
             run = _PlainRun(self, B, P, shared, start_layer, probes, return_sources)
         else:
             assert patch is not None
-            run = MaskedRun(self, masks, patch, shared, probes, patch_cum)
+            run = MaskedRun(self, masks, patch, shared, patch_cum)
         for layer in range(start_layer, self.L):
             run.attention_layer(layer)
             run.mlp_layer(layer)

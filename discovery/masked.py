@@ -22,24 +22,8 @@ if TYPE_CHECKING:
     from discovery.engine import Engine
 
 
-class Probes(list):
-    """Zero tensors with ``requires_grad`` added to destination inputs: after a backward pass each one's ``.grad``
-    is d(metric)/d(that input), which is all edge attribution needs. Off, it passes inputs through."""
-
-    def __init__(self, on: bool):
-        super().__init__()
-        self.on = on
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if not self.on:
-            return x
-        probe = torch.zeros_like(x, requires_grad=True)
-        self.append(probe)
-        return x + probe
-
-
 class MaskedRun:
-    def __init__(self, engine: "Engine", masks: Tensor, patch: Tensor, shared: Tensor, probes: bool,
+    def __init__(self, engine: "Engine", masks: Tensor, patch: Tensor, shared: Tensor,
                  patch_cum: Optional[Tensor] = None):
         self.e = engine
         dtype, device = engine.w.dtype, engine.w.device
@@ -50,7 +34,7 @@ class MaskedRun:
         self.patch = patch
         # [S, B|1, P, d]: summed patch values of sources 0..s (callers that reuse a patch pass it precomputed)
         self.patch_cum = patch_cum if patch_cum is not None else torch.cumsum(patch, dim=0)
-        self.probes = Probes(probes)
+        self.probes: list[Tensor] = []  # none: a masked run is not differentiated (its buffers are written in place)
         S = engine.n_sources
         self.inv_buf = torch.empty(S, self.NB, dtype=dtype, device=device)
         self.inv_sources: list[int] = list(range(self.S0))
@@ -143,9 +127,6 @@ class MaskedRun:
             x, index = self._inputs(head_cols, n_up, per_copy)  # [n, U, B, P, d], [3Hs]
             n, U = x.shape[0], x.shape[1]
             x = x.permute(0, 2, 3, 1, 4).reshape(n * self.B, self.P, U, e.d)
-            if self.probes.on:  # every destination gets its own input to differentiate
-                x = self.probes(x.index_select(2, index))
-                index = torch.arange(3 * len(heads), device=x.device)
             result = e.attention(x, layer, heads, index=index.view(len(heads), 3))  # [n*B, P, Hs, d]
             for i, h in enumerate(heads):
                 self._store(e.head_source(layer, h), result[:, :, i], per_copy)
@@ -156,7 +137,7 @@ class MaskedRun:
         n_up = e.mlp_source(layer)
         per_copy = self._variant_columns([col], n_up)[0]
         x = self._mix([col], n_up, per_copy)[:, 0]  # [n, B, P, d]
-        x = self.probes(x.reshape(-1, self.P, e.d))
+        x = x.reshape(-1, self.P, e.d)
         self._store(e.mlp_source(layer), e.mlp(x, layer), per_copy)
 
     def final(self, all_positions: bool) -> Tensor:
@@ -166,7 +147,7 @@ class MaskedRun:
         x = self._mix([col], e.n_sources, per_copy)[:, 0].reshape(-1, self.P, e.d)
         if not all_positions:
             x = x[:, -1]
-        logits = e.unembed(self.probes(x))
+        logits = e.unembed(x)
         logits = logits.view(-1, self.B, *logits.shape[1:])
         return logits if per_copy else logits.expand(self.C, *logits.shape[1:])
 

@@ -139,6 +139,9 @@ def _new_circuit(result: DiscoveryResult, name: str, task: Optional[str]) -> New
             "params": dict(result.params),
             "dataset_hash": result.dataset.content_hash,
             "extras": dict(result.extras),
+            # The shape travels with the circuit, so exports (EAP-IG's cfg) work for any model, toy included.
+            "model_shape": {"n_layers": result.model.n_layers, "n_heads": result.model.n_heads,
+                            "d_model": result.model.d_model},
         },
     )
 

@@ -21,9 +21,11 @@ from catalog.render import render
 from cli.options import catalog_session, db_option, info, json_option, print_json, print_table
 
 
-def _load(db_url: str, names: Sequence[str]) -> list[CircuitRecord]:
+def _load(db_url: str, names: Sequence[str], *, kept_only: bool = True) -> list[CircuitRecord]:
+    """The circuits, by default with their kept edges only: comparing and drawing need no more, and a discovered
+    circuit stores every edge its run scored (32,491 for GPT-2 small). Exports take them all."""
     with catalog_session(db_url, read_only=True) as session:
-        return [queries.get_circuit(session, name, kept_only=True) for name in names]
+        return [queries.get_circuit(session, name, kept_only=kept_only) for name in names]
 
 
 def _keys(keys: Sequence[str]) -> str:
@@ -164,7 +166,7 @@ def export_cmd(circuit: str, output: Path, fmt: str, db_url: str) -> None:
         circuits export ioi-wang2022 -o ioi.json
         circuits export ioi-eap -o ioi-eap.json --to eap-ig
     """
-    (record,) = _load(db_url, [circuit])
+    (record,) = _load(db_url, [circuit], kept_only=False)
     write_circuit_file(record, output, fmt)
     info(f"wrote {circuit} to {output} ({fmt})")
 

@@ -163,3 +163,19 @@ def test_ablation_at_chosen_positions_is_recorded(db: str) -> None:
     bad = CliRunner().invoke(cli, ["discover", "--task", "digits", "--method", "acdc", "--positions", "x",
                                    "--db", db])
     assert bad.exit_code == 2 and "integers" in bad.stderr
+
+
+def test_a_discovered_circuit_exports_to_eap_ig_and_back(db: str, tmp_path: Path) -> None:
+    assert discover(db, "--task", "digits", "--method", "acdc", "--name", "d").exit_code == 0
+    out = tmp_path / "d.json"
+    assert run("export", "d", "--to", "eap-ig", "-o", str(out), "--db", db).exit_code == 0
+    data = json.loads(out.read_text())
+    assert data["cfg"]["n_layers"] == 4 and len(data["edges"]) == 479
+    native = tmp_path / "d-native.json"
+    assert run("export", "d", "-o", str(native), "--db", db).exit_code == 0
+    assert len(json.loads(native.read_text())["edges"]) == 479  # every scored edge, kept or not
+    back = run("import", str(out), "--from", "eap-ig", "--name", "d2", "--model", "toy", "--db", db)
+    assert back.exit_code == 0, back.output
+    first, second = (json.loads(run("show", n, "--db", db, "--json").stdout) for n in ("d", "d2"))
+    assert [(e["src"], e["dst"], e["input"]) for e in first["edges"]] == \
+        [(e["src"], e["dst"], e["input"]) for e in second["edges"]]

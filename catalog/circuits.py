@@ -99,6 +99,15 @@ def model_row(session: Session, name: str) -> Model:
     return get_or_create(session, Model, {"name": name}, {"versions": {}, "flags": {}})
 
 
+def find_model_shape(session: Session, name: str) -> Optional[dict[str, int]]:
+    """The sizes the catalog knows for a model (from the runs that used it), or None."""
+    model = session.scalars(select(Model).where(Model.name == name)).first()
+    if model is None or model.n_layers is None or model.n_heads is None:
+        return None
+    shape = {"n_layers": model.n_layers, "n_heads": model.n_heads}
+    return shape | ({"d_model": model.d_model} if model.d_model is not None else {})
+
+
 def task_row(session: Session, name: str) -> Task:
     return get_or_create(session, Task, {"name": name}, {})
 

@@ -6,6 +6,7 @@ read and checked before the database is opened, so a refused import leaves the c
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -21,11 +22,11 @@ from catalog.render import render
 from cli.options import catalog_session, db_option, info, json_option, print_json, print_table
 
 
-def _load(db_url: str, names: Sequence[str], *, kept_only: bool = True) -> list[CircuitRecord]:
-    """The circuits, by default with their kept edges only: comparing and drawing need no more, and a discovered
-    circuit stores every edge its run scored (32,491 for GPT-2 small). Exports take them all."""
+def _load(db_url: str, names: Sequence[str]) -> list[CircuitRecord]:
+    """The circuits with their kept edges only: comparing and drawing need no more, and a discovered circuit
+    stores every edge its run scored (32,491 for GPT-2 small). Exports read them all."""
     with catalog_session(db_url, read_only=True) as session:
-        return [queries.get_circuit(session, name, kept_only=kept_only) for name in names]
+        return [queries.get_circuit(session, name, kept_only=True) for name in names]
 
 
 def _keys(keys: Sequence[str]) -> str:
@@ -166,7 +167,11 @@ def export_cmd(circuit: str, output: Path, fmt: str, db_url: str) -> None:
         circuits export ioi-wang2022 -o ioi.json
         circuits export ioi-eap -o ioi-eap.json --to eap-ig
     """
-    (record,) = _load(db_url, [circuit], kept_only=False)
+    with catalog_session(db_url, read_only=True) as session:
+        record = queries.get_circuit(session, circuit)
+        shape = queries.find_model_shape(session, record.model)
+    if shape and "model_shape" not in record.metadata:  # other tools' formats need the model's shape
+        record = dataclasses.replace(record, metadata={**record.metadata, "model_shape": shape})
     write_circuit_file(record, output, fmt)
     info(f"wrote {circuit} to {output} ({fmt})")
 

@@ -116,13 +116,13 @@ def run_analyses(record: Any, s: _Settings, device: str = "cpu") -> dict[str, An
     from discovery.analysis.dla import analyze_dla
     from discovery.analysis.logit_lens import analyze_logit_lens
     from discovery.analysis.ov import OVSettings, ov
-    from discovery.graph import ComponentGraph, ModelShape, NodeKind, parse_node
+    from cli.evaluate_cmds import circuit_parts
+    from discovery.graph import ComponentGraph, ModelShape, NodeKind
     from discovery.models import load_model
     from discovery.tasks import build_dataset
 
     model = load_model(s.model, device=device)
-    graph = ComponentGraph(ModelShape(model.spec.n_layers, model.spec.n_heads))
-    nodes = [graph.check_node(parse_node(n.key, model.spec.n_layers)) for n in record.kept_nodes]
+    nodes, _ = circuit_parts(record, ComponentGraph(ModelShape(model.spec.n_layers, model.spec.n_heads)))
     heads = [n for n in nodes if n.kind is NodeKind.HEAD]
     dataset = build_dataset(s.task, model.tokenizer, n=s.n_prompts, seed=s.seed) if s.task else None
     out: dict[str, Any] = {"settings": s.common(), "dataset": dataset.spec.content_hash if dataset else None}

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import click
 
 from catalog.errors import CatalogError
-from cli.options import db_option, json_option, positions_option, print_json, print_table
+from cli.options import db_option, json_option, numbers, positions_option, print_json, print_table
 from discovery.errors import DiscoveryError
 from discovery.methods import METHODS
 from discovery.names import ABLATIONS, METRICS
@@ -128,7 +128,7 @@ def discover(model_name: str, task: str, method: str, metric: Optional[str], thr
     from discovery.tasks import build_dataset
 
     params = _method_params(
-        thresholds=_floats(method_options.pop("thresholds")),
+        thresholds=numbers(method_options.pop("thresholds"), float, "--thresholds"),
         order=method_options.pop("order"),
         orders=method_options.pop("orders"),
         include_mlps=method_options.pop("include_mlps"),
@@ -158,11 +158,10 @@ def discover_and_save(engine: Any, model: Any, dataset: Any, method: str, *, nam
     """Record a run, discover, and save the circuit, so a run is never left `running` and a circuit never half."""
     from catalog.db import session_scope
     from catalog.runs import save_result, tracked_run
-    from discovery.run import DEFAULT_THRESHOLDS, choose_metric, code_version, discover as run_discover
+    from discovery.run import choose_metric, code_version, discover as run_discover, with_defaults
 
     spec = METHODS[method]
-    params = dict(params or {})
-    threshold = threshold if threshold is not None else DEFAULT_THRESHOLDS.get(method)
+    threshold, params = with_defaults(method, threshold, params)
     metric_used = choose_metric(spec, dataset.metric, metric)
     settings = {"threshold": threshold, "ablation": ablation or spec.default_ablation,
                 "corruption": dataset.corruption, "n_prompts": len(dataset.clean), "positions": positions,
@@ -196,15 +195,6 @@ def _nodes(text: Optional[str]) -> Optional[list[Any]]:
     from discovery.graph import parse_node
 
     return None if text is None else [parse_node(t) for t in text.split(",") if t.strip()]
-
-
-def _floats(text: Optional[str]) -> Optional[list[float]]:
-    if text is None:
-        return None
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected numbers separated by commas, got {text!r}", param_hint="--thresholds")
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,7 +7,7 @@ import math
 import os
 import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 import click
 
@@ -46,18 +46,22 @@ def positions_option(fn: F) -> F:
     """``--positions``: ablate only at these sequence positions (negative counts from the end)."""
     return click.option(
         "--positions",
-        callback=lambda ctx, param, value: None if value is None else _ints(value),
+        callback=lambda ctx, param, value: numbers(value, int, "--positions"),
         default=None,
         metavar="P,P,...",
         help="Ablate only at these token positions (e.g. -1 for the answer position); elsewhere nothing is patched.",
     )(fn)
 
 
-def _ints(text: str) -> list[int]:
+def numbers(text: Optional[str], kind: type, option: str) -> Optional[list[Any]]:
+    """``"0.7,0.8"`` -> ``[0.7, 0.8]`` (``kind`` int or float), or a usage error naming the option."""
+    if text is None:
+        return None
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        return [kind(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected integers separated by commas, got {text!r}") from None
+        what = "integers" if kind is int else "numbers"
+        raise click.BadParameter(f"expected {what} separated by commas, got {text!r}", param_hint=option) from None
 
 
 def json_option(fn: F) -> F:

@@ -14,7 +14,8 @@ from typing import Any, Mapping, Optional
 import torch
 
 from discovery.errors import SettingsError
-from discovery.graph import Granularity, NodeKind
+from discovery.evaluation import circuit_mask
+from discovery.graph import Granularity
 from discovery.methods import MethodSpec, get_method
 from discovery.methods.base import MethodOutput, Progress, no_progress
 from discovery.patching import PatchSetup, prepare
@@ -38,18 +39,24 @@ def choose_metric(spec: MethodSpec, task_metric: str, metric: Optional[str]) -> 
     return "kl" if spec.default_metric == "kl" else task_metric
 
 
-def circuit_mask(setup: PatchSetup, output: MethodOutput) -> torch.Tensor:
-    """The mask of the circuit a method kept: by nodes for node-level methods, else by edges."""
-    if output.granularity is Granularity.NODES:
-        nodes = [n for n in output.kept_nodes] + [n for n in setup.graph.sources if n.kind is NodeKind.EMBED]
-        return setup.mask_from_nodes(nodes)
-    return setup.mask_from_edges(output.kept_edges)
+def with_defaults(method: str, threshold: Optional[float],
+                  params: Optional[Mapping[str, Any]]) -> tuple[Optional[float], dict[str, Any]]:
+    """The threshold and settings a run will really use, so they are recorded before it starts."""
+    params = dict(params or {})
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLDS.get(method)
+    if threshold is None and method in DEFAULT_SELECTION and not params.keys() & {"top_k", "target"}:
+        params = {**DEFAULT_SELECTION[method], **params}
+    return threshold, params
 
 
 def evaluate_output(setup: PatchSetup, output: MethodOutput) -> dict[str, float]:
     """The circuit's performance by real ablation of everything outside it (never by a method's own estimate)."""
-    value = float(setup.values(circuit_mask(setup, output).unsqueeze(0))[0])
-    return setup.performance(value)
+    if output.granularity is Granularity.NODES:
+        mask = circuit_mask(setup, nodes=output.kept_nodes)
+    else:
+        mask = circuit_mask(setup, edges=output.kept_edges)
+    return setup.performance(float(setup.values(mask.unsqueeze(0))[0]))
 
 
 def discover(
@@ -70,11 +77,7 @@ def discover(
     spec = get_method(method)
     metric = choose_metric(spec, dataset.metric, metric)
     ablation = ablation or spec.default_ablation
-    if threshold is None:
-        threshold = DEFAULT_THRESHOLDS.get(method)
-    params = dict(params or {})
-    if threshold is None and method in DEFAULT_SELECTION and not params.keys() & {"top_k", "target"}:
-        params = {**DEFAULT_SELECTION[method], **params}
+    threshold, params = with_defaults(method, threshold, params)
     torch.manual_seed(seed)
     if setup is None:
         setup = prepare(model, dataset, metric=metric, ablation=ablation, seed=seed, positions=positions)

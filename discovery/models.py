@@ -55,6 +55,7 @@ class LoadedModel:
     spec: ModelSpec
     device: torch.device
     dtype: torch.dtype
+    engine_weights: Any = None  # GPT2Weights, read from the bridge once by ``discovery.patching.weights_for``
 
 
 def resolve_dtype(name: str) -> torch.dtype:

@@ -145,11 +145,9 @@ class PatchSetup:
 
 def weights_for(model: Any) -> GPT2Weights:
     """The engine weights of a LoadedModel, extracted once and kept on it."""
-    cached = getattr(model, "_engine_weights", None)
-    if cached is None:
-        cached = GPT2Weights.from_bridge(model.bridge).to(model.device, model.dtype)
-        model._engine_weights = cached
-    return cached
+    if model.engine_weights is None:
+        model.engine_weights = GPT2Weights.from_bridge(model.bridge).to(model.device, model.dtype)
+    return model.engine_weights
 
 
 def prepare(

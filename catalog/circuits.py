@@ -22,7 +22,8 @@ from catalog.errors import AlreadyExists, InvalidCircuit, NotFound
 from catalog.models import Circuit, Dataset, Edge, Model, Node, Run, Task, decode_score, encode_score, utc_now
 from catalog.records import CircuitRecord, CircuitSummary, EdgeRecord, NewCircuit, NodeRecord
 from catalog.validate import canonical_rows
-from discovery.graph import ModelShape, NodeKind, parse_node
+from discovery.graph import ModelShape, NodeKind, parse_edge, parse_node
+from discovery.topology import cut_threshold
 
 _NODE = Node.__table__
 _EDGE = Edge.__table__
@@ -260,11 +261,11 @@ def circuits_holding(session: Session, node_key: str) -> list[tuple[CircuitSumma
 
 
 def recut(record: CircuitRecord, threshold: float) -> CircuitRecord:
-    """The circuit its stored edge scores give at another threshold: edges with |score| >= threshold kept,
-    and the nodes they touch plus embed and logits. This re-reads stored scores; it does not re-run anything.
-    """
-    if not math.isfinite(threshold):
-        raise InvalidCircuit(f"threshold must be a finite number, got {threshold}")
+    """The circuit its stored edge scores give at another threshold, by the one cut rule
+    (``discovery.topology``): edges with |score| >= threshold, dangling ones removed; its nodes those the kept
+    edges touch plus embed and logits. This re-reads stored scores; it does not re-run anything."""
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise InvalidCircuit(f"--threshold: a bound on |score| must be a finite number >= 0, got {threshold}")
     if not record.edges_known:
         raise InvalidCircuit(
             f"circuit {record.name!r} lists nodes only (no edge scores), so it cannot be re-cut at another threshold"
@@ -273,7 +274,9 @@ def recut(record: CircuitRecord, threshold: float) -> CircuitRecord:
         raise InvalidCircuit(
             f"circuit {record.name!r} has no stored edge scores, so it cannot be re-cut at another threshold"
         )
-    edges = tuple(dataclasses.replace(e, kept=e.score is not None and abs(e.score) >= threshold) for e in record.edges)
+    parsed = [(parse_edge(e.key), e) for e in record.edges]
+    kept = cut_threshold([(edge, e.score) for edge, e in parsed if e.score is not None], threshold)
+    edges = tuple(dataclasses.replace(e, kept=edge in kept) for edge, e in parsed)
     touched = {"embed", "logits"} | {k for e in edges if e.kept for k in (e.src, e.dst)}
     known = {n.key: n for n in record.nodes}
     nodes = [dataclasses.replace(n, kept=n.key in touched) for n in record.nodes]

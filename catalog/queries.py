@@ -12,6 +12,7 @@ from catalog.circuits import (
     count_circuits,
     delete_circuit,
     find_circuit,
+    find_circuit_id,
     find_model_shape,
     get_circuit,
     list_circuits,
@@ -21,15 +22,17 @@ from catalog.circuits import (
     set_node_attributes,
     set_role,
 )
-from catalog.runs import finish_run, find_run, get_run, list_runs, save_result, start_run, tracked_run
+from catalog.runs import fail_run, finish_run, find_run, get_run, list_runs, save_result, start_run
 
 __all__ = [
     "circuits_holding",
     "count_circuits",
     "delete_circuit",
     "find_circuit",
+    "find_circuit_id",
     "find_model_shape",
     "find_run",
+    "fail_run",
     "finish_run",
     "get_circuit",
     "get_run",
@@ -42,5 +45,4 @@ __all__ = [
     "set_node_attributes",
     "set_role",
     "start_run",
-    "tracked_run",
 ]

@@ -126,6 +126,21 @@ class CircuitRecord:
         canonical = parse_node(key).key
         return next((n for n in self.nodes if n.key == canonical), None)
 
+    def evaluation_defaults(self) -> dict[str, Any]:
+        """How this circuit is evaluated unless told otherwise, and why: as its paper evaluated it (a published
+        circuit's ``evaluation``), as its run found it (a discovered circuit's ablation, corruption and metric), or
+        MIB's counterfactual patching; at node level when its edges are unknown."""
+        level = "edges" if self.edges_known else "nodes"
+        paper = self.metadata.get("evaluation")
+        if isinstance(paper, Mapping):
+            keys = ("ablation", "corruption", "level")
+            return {"level": level, **{k: paper[k] for k in keys if k in paper}, "from": "its paper"}
+        config = self.metadata.get("config")
+        if isinstance(config, Mapping):
+            return {"level": level, "ablation": config.get("ablation"), "corruption": config.get("corruption"),
+                    "from": "its run"}
+        return {"level": level, "ablation": "patch", "from": "MIB's counterfactual patching"}
+
 
 @dataclass(frozen=True)
 class CircuitSummary:

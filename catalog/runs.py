@@ -4,31 +4,30 @@
 Lifecycle, with the caller owning each session::
 
     with session_scope(engine) as s:
-        run = start_run(s, "eap", "logit_diff", model_spec, "ioi", dataset_spec, settings, seed, ...)
-    result = method(...)                         # minutes or hours, no transaction open
+        run = start_run(s, config, model_spec, dataset_spec, code_version)
+    result = discover(...)                       # minutes or hours, no transaction open
     with session_scope(engine) as s:
         save_result(s, run.id, result, "ioi-eap")   # circuit + every scored edge + run succeeded, atomically
-    # on an error instead: finish_run(s, run.id, "failed", error=str(err))
+    # on an error instead: finish_run(s, run.id, "failed", error=one_line)
 
-``tracked_run`` does exactly this bookkeeping around a ``with`` block. A circuit is visible to readers only
-once its transaction commits, so nobody sees a half-written one.
+``catalog.Catalog`` does exactly this bookkeeping for the run pipeline (``discovery.pipeline``). A circuit is
+visible to readers only once its transaction commits, so nobody sees a half-written one.
 """
 
 from __future__ import annotations
 
-import traceback
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Optional
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.circuits import get_or_create, model_row, save_circuit, task_row
-from catalog.db import session_scope
 from catalog.errors import CatalogError, InvalidCircuit, NotFound
 from catalog.models import Circuit, Dataset, Model, Run, utc_now
 from catalog.records import RUN_STATUSES, CircuitRecord, EdgeRecord, NewCircuit, NodeRecord, RunRecord
+from discovery.config import RunConfig
 from discovery.graph import EMBED, Granularity, logits
+from discovery.methods import get_method
 from discovery.results import DatasetSpec, DiscoveryResult, ModelSpec
 
 FINAL_STATUSES = tuple(s for s in RUN_STATUSES if s != "running")
@@ -37,36 +36,33 @@ _SIZES = ("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "n_ctx", "d_vocab
 
 def start_run(
     session: Session,
-    method: str,
-    metric: Optional[str],
+    config: RunConfig,
     model: ModelSpec,
-    task: Optional[str],
     dataset: Optional[DatasetSpec] = None,
-    settings: Optional[Mapping[str, Any]] = None,
-    seed: Optional[int] = None,
-    device: Optional[str] = None,
-    dtype: Optional[str] = None,
     code_version: Optional[str] = None,
 ) -> RunRecord:
-    """Record a run as ``running``. The model is matched by name; its sizes and weights hash must agree with
-    what the catalog already holds under that name (else ``CatalogError``: a different model needs another
-    name). The spec's library versions and flags are kept with the run, as they were for it."""
-    if dataset is not None and task is not None and dataset.task != task:
-        raise CatalogError(f"run's task {task!r} differs from its dataset's task {dataset.task!r}")
-    task = task if task is not None else (dataset.task if dataset else None)
+    """Record a run as ``running`` with its whole configuration. The model is matched by name; its sizes and
+    weights hash must agree with what the catalog already holds under that name (else ``CatalogError``: a
+    different model needs another name). The spec's library versions and flags are kept with the run, as they
+    were for it; so is what the dataset's correctness filter kept."""
+    if dataset is not None and dataset.task != config.task:
+        raise CatalogError(f"run's task {config.task!r} differs from its dataset's task {dataset.task!r}")
+    settings = config.as_dict()
+    if dataset is not None and dataset.filter is not None:
+        settings["filter_kept"] = {"kept": dataset.size, "of": dataset.drawn}
     run = Run(
-        method=method,
-        metric=metric,
-        settings=dict(settings or {}),
-        seed=seed,
-        device=device,
-        dtype=dtype,
+        method=config.method,
+        metric=config.metric,
+        settings=settings,
+        seed=config.seed,
+        device=config.device,
+        dtype=config.dtype,
         code_version=code_version,
         started_at=utc_now(),
         status="running",
         model_snapshot={"source": model.source, "versions": dict(model.versions), "flags": dict(model.flags)},
         model=_model_from_spec(session, model),
-        task=task_row(session, task) if task else None,
+        task=task_row(session, config.task),
         dataset=_dataset_row(session, dataset) if dataset else None,
     )
     session.add(run)
@@ -136,6 +132,9 @@ def _new_circuit(result: DiscoveryResult, name: str, task: Optional[str]) -> New
         metadata={
             "metric": result.metric,
             "granularity": result.granularity.value,
+            "config": result.config.as_dict(),
+            "config_key": result.config.key,
+            "score_sign": get_method(result.method).score_sign,
             "params": dict(result.params),
             "dataset_hash": result.dataset.content_hash,
             "extras": dict(result.extras),
@@ -152,36 +151,10 @@ def _node(key: str, scored: Any, kept: bool) -> NodeRecord:
     return NodeRecord.from_key(key, score=scored.score, kept=kept, attributes=dict(scored.attributes))
 
 
-@contextmanager
-def tracked_run(
-    engine: Engine, method: str, metric: Optional[str], model: ModelSpec, task: Optional[str], **start: Any
-) -> Iterator[RunRecord]:
-    """Start a run, yield it, and record how the block ended: succeeded (unless ``save_result`` already did),
-    failed with the error's text, or interrupted on Ctrl-C. Keyword arguments go to ``start_run``."""
-    with session_scope(engine) as session:
-        run = start_run(session, method, metric, model, task, **start)
-    try:
-        yield run
-    except KeyboardInterrupt:
-        _finish_quietly(engine, run.id, "interrupted", "interrupted (KeyboardInterrupt)")
-        raise
-    except BaseException as err:
-        text = "".join(traceback.format_exception_only(type(err), err)).strip()
-        _finish_quietly(engine, run.id, "failed", text)
-        raise
-    with session_scope(engine) as session:
-        if _run_row(session, run.id).status == "running":
-            finish_run(session, run.id, "succeeded")
-
-
-def _finish_quietly(engine: Engine, run_id: int, status: str, error: str) -> None:
-    """Record the failure without masking the exception that caused it."""
-    try:
-        with session_scope(engine) as session:
-            if _run_row(session, run_id).status == "running":
-                finish_run(session, run_id, status, error)
-    except CatalogError:
-        pass
+def fail_run(session: Session, run_id: int, status: str, error: str) -> None:
+    """Mark a still-running run failed or interrupted (a run that already finished is left as it is)."""
+    if _run_row(session, run_id).status == "running":
+        finish_run(session, run_id, status, error)
 
 
 # ---------------------------------------------------------------------------------------------------------

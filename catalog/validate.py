@@ -72,14 +72,43 @@ class _Keys:
         return found
 
 
+def check_name(name: object, what: str = "circuit name") -> str:
+    """A name a circuit (or group, sweep) may have: printable text, no leading or trailing space, no path
+    separator, not ``.`` or ``..``, at most ``NAME_LEN`` characters. Names become file names (``analyze --plots``)
+    and travel between SQLite and PostgreSQL, so anything else is refused here, at every entry."""
+    if not isinstance(name, str) or not name:
+        raise InvalidCircuit(f"a {what} must be non-empty text, got {name!r}")
+    if name != name.strip():
+        raise InvalidCircuit(f"a {what} may not start or end with spaces: {name!r}")
+    if not name.isprintable():
+        raise InvalidCircuit(f"a {what} may not hold control characters: {name!r}")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise InvalidCircuit(f"a {what} may not hold / or \\ or be . or .. (names become file names): {name!r}")
+    if len(name) > NAME_LEN:
+        raise InvalidCircuit(f"a {what} may have at most {NAME_LEN} characters, got {len(name)}: {name[:40]!r}...")
+    return name
+
+
+def check_text(value: object, what: str, limit: int = NAME_LEN, *, optional: bool = False) -> Optional[str]:
+    """A text field both backends keep: a string of at most ``limit`` characters (PostgreSQL refuses longer
+    ones where SQLite would not, so a catalog must not hold what cannot move between them)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidCircuit(f"{what} must be non-empty text, got {value!r}")
+    if len(value) > limit:
+        raise InvalidCircuit(f"{what} may have at most {limit} characters, got {len(value)}: {value[:40]!r}...")
+    if "\x00" in value:
+        raise InvalidCircuit(f"{what} may not hold a NUL character")
+    return value
+
+
 def check_header(new: NewCircuit) -> None:
-    """The circuit's own fields: a usable name, a known source, a finite threshold."""
-    if not new.name or not new.name.strip() or new.name != new.name.strip():
-        raise InvalidCircuit(f"a circuit needs a name without leading or trailing spaces, got {new.name!r}")
-    if len(new.name) > NAME_LEN:
-        raise InvalidCircuit(f"circuit name longer than {NAME_LEN} characters: {new.name[:40]!r}...")
-    if not new.model or not new.model.strip():
-        raise InvalidCircuit(f"circuit {new.name!r} names no model")
+    """The circuit's own fields: a usable name, model and task, a known source, a finite threshold."""
+    check_name(new.name)
+    check_text(new.model, f"circuit {new.name!r}: model name")
+    check_text(new.task, f"circuit {new.name!r}: task name", optional=True)
+    check_text(new.method, f"circuit {new.name!r}: method", optional=True)
     if new.source not in SOURCES:
         raise InvalidCircuit(f"circuit {new.name!r}: source must be one of {', '.join(SOURCES)}, got {new.source!r}")
     if new.threshold is not None and not math.isfinite(new.threshold):

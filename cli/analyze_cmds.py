@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import click
 
-from cli.options import catalog_session, db_option, fmt, info, json_option, print_json, print_table
+from cli.options import catalog_session, db_option, fmt, info, json_option, print_json, print_table, run_options
 
 WHAT = ("attention", "ov", "dla", "logit-lens")
 NEEDS_TASK = ("attention", "dla", "logit-lens")
@@ -42,10 +42,7 @@ def _names(text: str, option: str) -> tuple[str, ...]:
 @click.argument("circuit")
 @click.option("--what", "what_text", default=",".join(WHAT), show_default=True,
               help="Analyses to run, comma-separated: attention, ov, dla, logit-lens.")
-@click.option("--model", "model_name", default=None, help="Model to analyse on (default: the circuit's own).")
-@click.option("--task", default=None, help="Task whose prompts to use (default: the circuit's own).")
-@click.option("--n-prompts", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@run_options("model", "task", "n_prompts", "seed", "device", "dtype", "filter")
 @click.option("--token-sets", default="digits,numwords,months,days", show_default=True,
               help="ov: ordinal token sets to score (digits, numwords, months, days).")
 @click.option("--embedding", type=click.Choice(["raw", "mlp0"]), default="raw", show_default=True,
@@ -57,12 +54,12 @@ def _names(text: str, option: str) -> tuple[str, ...]:
               help="Label each node's role from its figures (never overwriting a person's or a paper's).")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write attention heatmaps and the logit-lens table as PNG and PDF into this folder.")
-@click.option("--device", default="cpu", show_default=True)
 @db_option
 @json_option
-def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: Optional[str], n_prompts: int,
-                seed: int, token_sets: str, embedding: str, filler: Optional[str], roles: bool,
-                plots_dir: Optional[Path], device: str, db_url: str, as_json: bool) -> None:
+def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: Optional[str],
+                n_prompts: Optional[int], seed: int, device: str, dtype: str, correctness_filter: bool,
+                token_sets: str, embedding: str, filler: Optional[str], roles: bool, plots_dir: Optional[Path],
+                db_url: str, as_json: bool) -> None:
     """Find out what each node of a circuit does, and keep the answer on its nodes.
 
     attention: where each head attends from the answer position (first token, itself, previous token,
@@ -79,38 +76,39 @@ def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: O
     """
     from catalog.queries import get_circuit
 
+    from discovery.config import resolve_common
+
     what = _what(what_text)
     with catalog_session(db_url, read_only=True) as session:
         record = get_circuit(session, circuit, kept_only=True)
-    model_name = model_name or record.model
     task = task or record.task
     if task is None and any(w in NEEDS_TASK for w in what):
         raise click.ClickException(f"circuit {circuit!r} names no task; pass --task for {', '.join(what)}")
-    settings = _Settings(what, model_name, task, n_prompts, seed, _names(token_sets, "--token-sets"), embedding,
-                         filler)
-    results = run_analyses(record, settings, device)
+    common = resolve_common(model_name or record.model, task or "digits-list", n_prompts=n_prompts, seed=seed,
+                            device=device, dtype=dtype, correctness_filter=correctness_filter)
+    if task is None:
+        common["task"] = None
+    settings = _Settings(what, common, _names(token_sets, "--token-sets"), embedding, filler)
+    results = run_analyses(record, settings)
+    paths = _plots(plots_dir, results, record.name) if plots_dir else []  # before storing: both or neither
     with catalog_session(db_url) as session:
         stored = store(session, record, results, label_roles=roles)
-    paths = _plots(plots_dir, results, record.name) if plots_dir else []
     _report(record.name, results, stored, paths, as_json)
 
 
 @dataclass(frozen=True)
 class _Settings:
     what: list[str]
-    model: str
-    task: Optional[str]
-    n_prompts: int
-    seed: int
+    run: dict[str, Any]  # discovery.config.resolve_common's checked model, task, prompts, seed, device, dtype
     token_sets: tuple[str, ...]
     embedding: str
     filler: Optional[str]
 
     def common(self) -> dict[str, Any]:
-        return {"model": self.model, "task": self.task, "n_prompts": self.n_prompts, "seed": self.seed}
+        return {k: self.run[k] for k in ("model", "task", "n_prompts", "seed")}
 
 
-def run_analyses(record: Any, s: _Settings, device: str = "cpu") -> dict[str, Any]:
+def run_analyses(record: Any, s: _Settings) -> dict[str, Any]:
     """Run the asked analyses on the circuit's kept nodes; returns the raw results by analysis name."""
     from discovery.analysis.attention import AttentionSettings, attention
     from discovery.analysis.dla import analyze_dla
@@ -119,15 +117,17 @@ def run_analyses(record: Any, s: _Settings, device: str = "cpu") -> dict[str, An
     from cli.evaluate_cmds import circuit_parts
     from discovery.graph import ComponentGraph, ModelShape, NodeKind
     from discovery.models import load_model
-    from discovery.tasks import build_dataset
+    from discovery.pipeline import load_experiment
 
-    model = load_model(s.model, device=device)
+    if s.run["task"] is not None:
+        model, dataset = load_experiment(s.run)
+    else:
+        model, dataset = load_model(s.run["model"], device=s.run["device"], dtype=s.run["dtype"]), None
     nodes, _ = circuit_parts(record, ComponentGraph(ModelShape(model.spec.n_layers, model.spec.n_heads)))
     heads = [n for n in nodes if n.kind is NodeKind.HEAD]
-    dataset = build_dataset(s.task, model.tokenizer, n=s.n_prompts, seed=s.seed) if s.task else None
     out: dict[str, Any] = {"settings": s.common(), "dataset": dataset.spec.content_hash if dataset else None}
     if "attention" in s.what and heads:
-        out["attention"] = attention(model, dataset, heads, AttentionSettings(filler=s.filler, seed=s.seed))
+        out["attention"] = attention(model, dataset, heads, AttentionSettings(filler=s.filler, seed=s.run["seed"]))
     if "ov" in s.what and heads:
         out["ov"] = ov(model, heads, OVSettings(token_sets=s.token_sets, embedding=s.embedding))
     if "dla" in s.what:
@@ -351,5 +351,3 @@ def _os_user() -> str:
     except (KeyError, OSError):  # no user name in the environment or the password database
         return "unknown"
 
-
-COMMANDS: list[click.Command] = [analyze_cmd, role_group]

@@ -361,5 +361,3 @@ def runs_cmd(status: Optional[str], db_url: str, as_json: bool) -> None:
     ]
     print_table(["id", "method", "model", "task", "status", "started", "finished", "circuits", "error"], rows)
 
-
-COMMANDS: list[click.Command] = [db_group, list_cmd, show_cmd, holds_cmd, runs_cmd, delete_cmd]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import click
 
@@ -20,6 +20,9 @@ from catalog.records import CircuitRecord, NewCircuit
 from catalog.reference import list_references, load_reference, reference_names
 from catalog.render import render
 from cli.options import catalog_session, db_option, info, json_option, print_json, print_table
+
+if TYPE_CHECKING:
+    from catalog.api import Catalog
 
 
 def _load(db_url: str, names: Sequence[str]) -> list[CircuitRecord]:
@@ -60,15 +63,18 @@ def overlap_cmd(circuits: tuple[str, ...], level: str, kinds: tuple[str, ...], d
     if len(circuits) < 2:
         raise click.UsageError("give at least two circuits to compare")
     result = overlap(_load(db_url, circuits), level, kinds=kinds or ("head", "mlp"))
-    for warning in result.warnings:
-        info(f"warning: {warning}")
     if as_json:
+        for warning in result.warnings:
+            info(f"warning: {warning}")
         print_json(result.to_dict())
     else:
-        _print_overlap(result)
+        print_overlap(result)
 
 
-def _print_overlap(result: Overlap) -> None:
+def print_overlap(result: Overlap) -> None:
+    """The overlap as tables: what all share, the Jaccard matrix, and which circuits hold each key."""
+    for warning in result.warnings:
+        info(f"warning: {warning}")
     what = "edges" if result.level == "edges" else " and ".join(f"{k}s" for k in result.kinds).replace("mlps", "MLPs")
     click.echo(f"compared {what} of {len(result.circuits)} circuits")
     click.echo(f"shared by all ({len(result.shared)}): {_keys(result.shared)}")
@@ -283,25 +289,29 @@ def reference_import_cmd(names: tuple[str, ...], db_url: str) -> None:
         circuits reference import
         circuits reference import ioi-wang2022 greater-than-hanna2023 --db sqlite:///circuits.db
     """
+    from catalog import Catalog
+
     known = reference_names()
     for name in names:
         if name not in known:
             raise NotFound(f"no reference circuit {name!r} (known: {', '.join(known)})")
     circuits = [load_reference(n) for n in dict.fromkeys(names or known)]
-    with catalog_session(db_url) as session:
+    with Catalog(db_url) as catalog:
+        import_references(catalog, circuits)
+
+
+def import_references(catalog: "Catalog", circuits: Sequence[NewCircuit]) -> None:
+    """Save the circuits the catalog lacks, all in one transaction, and say what was imported once it committed."""
+    added, skipped = [], []
+    with catalog.session() as session:
         for circuit in circuits:
-            if queries.find_circuit(session, circuit.name) is not None:
-                info(f"skipped {circuit.name}: already in the catalog")
+            if queries.find_circuit_id(session, circuit.name) is not None:
+                skipped.append(circuit)
                 continue
             queries.save_circuit(session, circuit)
-            click.echo(f"imported {circuit.name}: {_counts(circuit)}")
+            added.append(circuit)
+    for circuit in skipped:
+        info(f"skipped {circuit.name}: already in the catalog")
+    for circuit in added:
+        click.echo(f"imported {circuit.name}: {_counts(circuit)}")
 
-
-COMMANDS: list[click.Command] = [
-    overlap_cmd,
-    diff_cmd,
-    render_cmd,
-    export_cmd,
-    import_cmd,
-    reference_group,
-]

@@ -1,7 +1,8 @@
 """``circuits demo``: the main job on the embedded default, what ``make demo`` runs.
 
 It shows a new user the whole loop offline: the published GPT-2 small circuits come into the catalog, circuits
-of the shipped toy model are discovered for the five tasks, their overlap is printed, and diagrams are drawn.
+of the shipped toy model are discovered for five tasks through the run pipeline, their overlap is printed, and
+diagrams are drawn. It calls the library, as a notebook would; only the printing is the CLI's.
 """
 
 from __future__ import annotations
@@ -9,25 +10,30 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 import click
 
 from cli.options import db_option, info
 
+if TYPE_CHECKING:
+    from catalog.api import Catalog
+
 TASKS = ("digits", "numwords", "months", "greater-than", "ioi")
 SEQUENCE_TASKS = ("digits", "numwords", "months")
+METHODS = ("acdc", "node-pruning", "eap", "eap-ig", "path-patching")
 
 
 @click.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"),
               show_default=True, help="Folder for the diagrams.")
-@click.option("--method", type=click.Choice(["acdc", "node-pruning", "eap", "eap-ig", "path-patching"]),
-              default="acdc", show_default=True, help="The method the toy circuits are found with.")
-@click.option("--n-prompts", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default="acdc", show_default=True,
+              help="The method the toy circuits are found with (at its default settings).")
+@click.option("--n-prompts", type=click.IntRange(1, 100_000), default=None,
+              help="Prompts drawn a task (default: each task's own size, 1,536 for Lan et al.'s tasks).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @db_option
-@click.pass_context
-def demo(ctx: click.Context, out_dir: Path, method: str, n_prompts: int, seed: int, db_url: str) -> None:
+def demo(out_dir: Path, method: str, n_prompts: Optional[int], seed: int, db_url: str) -> None:
     """Import the published circuits, discover the toy model's circuits for five tasks, compare and draw them.
 
     Circuits already in the catalog are kept, so running it again only redraws.
@@ -36,40 +42,51 @@ def demo(ctx: click.Context, out_dir: Path, method: str, n_prompts: int, seed: i
 
         circuits demo --db sqlite:///circuits.db --out demo
     """
-    from catalog.db import connect, session_scope
-    from catalog.queries import find_circuit
-    from cli.compare_cmds import overlap_cmd, reference_import_cmd, render_cmd
-    from cli.discover_cmds import discover_and_save
+    from catalog import Catalog
+    from catalog.compare import overlap
+    from catalog.queries import find_circuit_id
+    from catalog.reference import load_reference, reference_names
+    from cli.compare_cmds import import_references, print_overlap
+    from discovery.config import make_config
     from discovery.models import load_model
-    from discovery.tasks import build_dataset
+    from discovery.pipeline import run
 
     started = time.perf_counter()
-    click.echo("== published GPT-2 small circuits")
-    ctx.invoke(reference_import_cmd, names=(), db_url=db_url)
+    with Catalog(db_url) as catalog:
+        click.echo("== published GPT-2 small circuits")
+        import_references(catalog, [load_reference(n) for n in reference_names()])
 
-    click.echo(f"\n== circuits of the toy model ({method}, {n_prompts} prompts a task)")
-    engine = connect(db_url)
-    model = load_model("toy")
-    names = []
-    for task in TASKS:
-        name = f"toy-{task}-{method}"
-        names.append(name)
-        with session_scope(engine) as session:
-            if find_circuit(session, name) is not None:
-                click.echo(f"{name}: already in the catalog")
-                continue
-        dataset = build_dataset(task, model.tokenizer, n=n_prompts, seed=seed)
-        record, result = discover_and_save(engine, model, dataset, method, name=name, seed=seed)
-        heads = [n.key for n in record.kept_nodes if n.kind in ("head", "mlp")]
-        share = result.performance.get("faithfulness")
-        click.echo(f"{name}: {len(heads)} heads/MLPs, {len(record.kept_edges)} edges, "
-                   f"faithfulness {share:.3f}: {' '.join(heads)}")
+        click.echo(f"\n== circuits of the toy model ({method}, at its defaults)")
+        model = load_model("toy")
+        names = []
+        for task in TASKS:
+            name = f"toy-{task}-{method}"
+            names.append(name)
+            with catalog.session(read_only=True) as session:
+                if find_circuit_id(session, name) is not None:
+                    click.echo(f"{name}: already in the catalog")
+                    continue
+            config = make_config("toy", task, method, n_prompts=n_prompts, seed=seed)
+            outcome = run(config, recorder=catalog, name=name, model=model)
+            record, spec = outcome.saved, outcome.result.dataset
+            kept = [n.key for n in record.kept_nodes if n.kind in ("head", "mlp")]
+            prompts = f"{spec.size} of {spec.drawn} prompts kept" if spec.filter else f"{spec.size} prompts"
+            click.echo(f"{name}: {len(kept)} heads/MLPs, {len(record.kept_edges)} edges, faithfulness "
+                       f"{outcome.result.performance.get('faithfulness', float('nan')):.3f} ({prompts}): "
+                       f"{' '.join(kept)}")
 
-    click.echo("\n== which heads and MLPs do the toy model's tasks share?")
-    ctx.invoke(overlap_cmd, circuits=tuple(names), level="nodes", kinds=(), db_url=db_url, as_json=False)
-    click.echo("\n== and the published sequence-continuation circuits of GPT-2 small (heads)?")
-    ctx.invoke(overlap_cmd, circuits=("digits-lan2023", "numwords-lan2023", "months-lan2023"), level="nodes",
-               kinds=("head",), db_url=db_url, as_json=False)
+        click.echo("\n== which heads and MLPs do the toy model's tasks share?")
+        print_overlap(overlap([catalog.circuit(n, kept_only=True) for n in names]))
+        click.echo("\n== and the published sequence-continuation circuits of GPT-2 small (heads)?")
+        lan = [catalog.circuit(n, kept_only=True) for n in ("digits-lan2023", "numwords-lan2023", "months-lan2023")]
+        print_overlap(overlap(lan, kinds=("head",)))
+        _draw(catalog, out_dir, names, method)
+    click.echo(f"\ndone in {time.perf_counter() - started:.0f} s; the catalog is {db_url}. Next: "
+               f"`circuits list`, `circuits show toy-digits-{method}`, `circuits discover --help`.")
+
+
+def _draw(catalog: "Catalog", out_dir: Path, names: list[str], method: str) -> None:
+    from catalog.render import render
 
     click.echo(f"\n== diagrams in {out_dir}/")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,17 +94,14 @@ def demo(ctx: click.Context, out_dir: Path, method: str, n_prompts: int, seed: i
     if suffix == ".dot":
         info("Graphviz's dot is missing, so the diagrams are written as .dot text "
              "(install it: sudo apt-get install graphviz)")
-    drawings = [((name,), out_dir / f"{name}{suffix}") for name in names]
+    drawings = [((name,), f"{name}{suffix}") for name in names]
     drawings += [
-        (tuple(f"toy-{t}-{method}" for t in SEQUENCE_TASKS), out_dir / f"toy-sequences-{method}{suffix}"),
-        (("ioi-wang2022",), out_dir / f"ioi-wang2022{suffix}"),
-        (("ioi-wang2022", "greater-than-hanna2023"), out_dir / f"ioi-and-greater-than{suffix}"),
-        (("digits-lan2023", "numwords-lan2023", "months-lan2023"), out_dir / f"lan2023-sequences{suffix}"),
+        (tuple(f"toy-{t}-{method}" for t in SEQUENCE_TASKS), f"toy-sequences-{method}{suffix}"),
+        (("ioi-wang2022",), f"ioi-wang2022{suffix}"),
+        (("ioi-wang2022", "greater-than-hanna2023"), f"ioi-and-greater-than{suffix}"),
+        (("digits-lan2023", "numwords-lan2023", "months-lan2023"), f"lan2023-sequences{suffix}"),
     ]
-    for circuits, path in drawings:
-        ctx.invoke(render_cmd, circuits=circuits, output=path, title=None, db_url=db_url)
-    click.echo(f"\ndone in {time.perf_counter() - started:.0f} s; the catalog is {db_url}. Next: "
-               f"`circuits list`, `circuits show toy-digits-{method}`, `circuits discover --help`.")
-
-
-COMMANDS: list[click.Command] = [demo]
+    for circuits, file_name in drawings:
+        records = [catalog.circuit(c, kept_only=True) for c in circuits]
+        render(records, out_dir / file_name)
+        info(f"drew {', '.join(circuits)} to {out_dir / file_name}")

@@ -1,4 +1,10 @@
-"""``circuits evaluate``: how faithful a stored circuit is, measured by real ablation on a model and task."""
+"""``circuits evaluate``: how faithful a stored circuit is, measured by real ablation on a model and task.
+
+Unless told otherwise a circuit is evaluated the way it was made: a published circuit as its paper evaluated it
+(its ``evaluation`` record: IOI's mean over the ABC prompts at node level, greater-than's 01 patching, Lan et al.'s
+mean over random members), a discovered one with its run's ablation and corruption, anything else with MIB's
+counterfactual patching; the output says which and why.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any, Optional
 
 import click
 
-from cli.options import db_option, info, json_option, positions_option, print_json, print_table
+from cli.options import db_option, info, json_option, print_json, print_table, run_options
 
 
 def circuit_parts(record: Any, graph: Any) -> tuple[list[Any], Optional[list[Any]]]:
@@ -36,35 +42,29 @@ def scored_edges(record: Any, graph: Any) -> list[tuple[Any, float]]:
 
 @click.command("evaluate")
 @click.argument("circuits", nargs=-1, required=True)
-@click.option("--model", "model_name", default=None, help="Default: the circuit's own model.")
-@click.option("--task", default=None, help="Default: the circuit's own task.")
-@click.option("--metric", type=click.Choice(["logit-diff", "prob-diff", "kl"]), default=None,
-              help="Default: the task's metric.")
-@click.option("--ablation", type=click.Choice(["mean", "patch", "zero", "resample"]), default="mean",
-              show_default=True, help="What everything outside the circuit reads.")
-@click.option("--corruption", default=None, help="Corrupted prompts the ablation draws on (default: the task's).")
-@click.option("--n-prompts", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--random", "n_random", type=click.IntRange(0), default=0,
+@run_options("model", "task", "metric", "ablation", "corruption", "n_prompts", "seed", "device", "dtype",
+             "positions", "filter", follows="how the first circuit was made or published, see above")
+@click.option("--level", type=click.Choice(["nodes", "edges"]), default=None,
+              help="Ablate outside the circuit's nodes or outside its edges (default: as the circuit was made; "
+              "nodes when its edges are unknown).")
+@click.option("--random", "n_random", type=click.IntRange(0, 10_000), default=0,
               help="Also evaluate N random connected circuits of the same size.")
 @click.option("--ablate-shared-with", "other", default=None,
               help="Also ablate the nodes this circuit shares with another circuit, and report what is lost.")
 @click.option("--curve", is_flag=True, help="MIB's faithfulness curve over the top k %% of the run's edges, CPR, CMD.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --curve: draw the curves of all the circuits given to this file (.png, .pdf, .svg).")
-@positions_option
 @db_option
 @json_option
 def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optional[str], metric: Optional[str],
-             ablation: str, corruption: Optional[str], n_prompts: int, seed: int, device: str, n_random: int,
-             other: Optional[str], curve: bool, plot: Optional[Path], positions: Optional[list[int]], db_url: str,
-             as_json: bool) -> None:
+             ablation: Optional[str], corruption: Optional[str], n_prompts: Optional[int], seed: int, device: str,
+             dtype: str, positions: Optional[str], correctness_filter: bool, level: Optional[str], n_random: int,
+             other: Optional[str], curve: bool, plot: Optional[Path], db_url: str, as_json: bool) -> None:
     """Measure stored circuits by ablating everything outside them, on a model and a task.
 
-    Nodes-only circuits (published ones, node pruning) are evaluated by node ablation, the others by edge
-    ablation. Reports the metric, the share of the model's performance kept (m(C)/m(model)), MIB's
-    faithfulness ((m(C) - m(empty)) / (m(model) - m(empty))), KL from the model and accuracy.
+    Reports the metric, the share of the model's performance kept (m(C)/m(model)), MIB's faithfulness
+    ((m(C) - m(empty)) / (m(model) - m(empty))), KL from the model and accuracy. Defaults follow how the (first)
+    circuit was made: a published circuit as its paper evaluated it, a discovered one as its run ablated.
 
     Example:
 
@@ -73,48 +73,65 @@ def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optiona
         circuits evaluate toy-digits-acdc --ablate-shared-with toy-months-acdc
         circuits evaluate toy-digits-acdc toy-digits-eap --curve --plot curves.png
     """
-    from catalog.db import connect, session_scope
-    from catalog.queries import get_circuit
-    from discovery.models import load_model
+    from catalog import Catalog
+    from discovery.config import resolve_common
     from discovery.patching import prepare
-    from discovery.tasks import build_dataset
+    from discovery.pipeline import load_experiment
 
     if plot is not None and not curve:
         raise click.UsageError("--plot draws the faithfulness curve: add --curve")
-    engine = connect(db_url)
-    with session_scope(engine, read_only=True) as session:
+    with Catalog(db_url) as catalog, catalog.session(read_only=True) as session:
+        from catalog.queries import get_circuit
+
         records = [get_circuit(session, name) for name in circuits]
         other_record = get_circuit(session, other) if other else None
     first = records[0]
-    model_name = model_name or first.model
+    defaults = first.evaluation_defaults()
     task = task or first.task
     if task is None:
         raise click.UsageError(f"circuit {first.name} names no task: give --task")
-    model = load_model(model_name, device=device)
-    dataset = build_dataset(task, model.tokenizer, n=n_prompts, seed=seed, corruption=corruption)
-    setup = prepare(model, dataset, metric=metric or dataset.metric, ablation=ablation, seed=seed, positions=positions)
-    rows = [_evaluate_one(setup, record, n_random, other_record, seed) for record in records]
+    common = resolve_common(model_name or first.model, task, metric=metric, ablation=ablation or defaults["ablation"],
+                            corruption=corruption or defaults.get("corruption") if task == first.task else corruption,
+                            n_prompts=n_prompts, seed=seed, positions=positions, device=device, dtype=dtype,
+                            correctness_filter=correctness_filter)
+    level = level or defaults["level"]
+    model, dataset = load_experiment(common)
+    setup = prepare(model, dataset, metric=common["metric"], ablation=common["ablation"], seed=seed,
+                    positions=common["positions"])
+    rows = [_evaluate_one(setup, record, level, n_random, other_record, seed) for record in records]
     curves = _curves(setup, records) if curve else {}
     if plot is not None:
         from discovery.evaluation import plot_curves
 
         plot_curves(curves, plot)
         info(f"drew the faithfulness curves to {plot}")
-    context = {"model": model_name, "task": task, "metric": setup.metric.name, "ablation": ablation,
-               "n_prompts": len(dataset.clean), "seed": seed, "positions": positions}
+    context = {"model": common["model"], "task": common["task"], "metric": setup.metric.name,
+               "ablation": common["ablation"], "corruption": common["corruption"], "level": level,
+               "defaults_from": defaults["from"], "prompts": _prompts(dataset.spec), "seed": seed,
+               "positions": common["positions"]}
     if as_json:
         print_json({**context, "circuits": rows, "curves": {k: v.as_dict() for k, v in curves.items()}})
         return
     _print(context, rows, curves)
 
 
-def _evaluate_one(setup: Any, record: Any, n_random: int, other: Any, seed: int) -> dict[str, Any]:
+def _prompts(spec: Any) -> str:
+    if spec.filter:
+        return f"kept {spec.size} of {spec.drawn} ({spec.filter} filter)"
+    return str(spec.size)
+
+
+def _evaluate_one(setup: Any, record: Any, level: str, n_random: int, other: Any, seed: int) -> dict[str, Any]:
+    from discovery.errors import SettingsError
     from discovery.evaluation import ablate_shared, compare_to_random, evaluate_circuit
 
     nodes, edges = circuit_parts(record, setup.graph)
-    row: dict[str, Any] = {"name": record.name, **evaluate_circuit(setup, nodes=nodes, edges=edges)}
+    if level == "edges" and edges is None:
+        raise SettingsError(f"circuit {record.name} lists nodes only, so it cannot be evaluated at edge level")
+    members = edges if level == "edges" else None
+    row: dict[str, Any] = {"name": record.name, **evaluate_circuit(setup, nodes=nodes, edges=members)}
     if n_random:
-        row["random"] = compare_to_random(setup, edges if edges is not None else nodes, n=n_random, seed=seed)
+        row["random"] = compare_to_random(setup, members if members is not None else nodes, n=n_random, seed=seed)
     if other is not None:
         other_nodes, _ = circuit_parts(other, setup.graph)
         row["ablate_shared_with"] = {"other": other.name, **ablate_shared(setup, nodes, other_nodes)}
@@ -130,12 +147,12 @@ def _curves(setup: Any, records: list[Any]) -> dict[str, Any]:
         pairs = scored_edges(record, setup.graph)
         if not pairs:
             raise SettingsError(f"{record.name} has no scored edges: a faithfulness curve needs a run's edge scores")
-        out[record.name] = faithfulness_curve(setup, pairs)
+        out[record.name] = faithfulness_curve(setup, pairs, score_sign=record.metadata.get("score_sign", "metric"))
     return out
 
 
 def _print(context: dict[str, Any], rows: list[dict[str, Any]], curves: dict[str, Any]) -> None:
-    click.echo(", ".join(f"{k}: {v}" for k, v in context.items()))
+    click.echo(", ".join(f"{k}: {v}" for k, v in context.items() if v is not None))
     print_table(["circuit", "level", "size", context["metric"], "kept", "faithfulness", "kl", "accuracy"],
                 [[r["name"], r["level"], r.get("n_edges", r.get("n_nodes")), r["value"], r.get("kept_fraction"),
                   r["faithfulness"], r["kl"], r["accuracy"]] for r in rows])
@@ -151,8 +168,7 @@ def _print(context: dict[str, Any], rows: list[dict[str, Any]], curves: dict[str
                        f"({' '.join(sh['shared']) or 'none'}): loses {sh['lost_share']:.1%} of its {sh['measure']}")
     if curves:
         click.echo()
-        print_table(["circuit", "CPR", "CMD", *[f"f@{k:g}" for k in next(iter(curves.values())).ks]],
+        curve = next(iter(curves.values()))
+        click.echo(f"MIB curves: {curve.rule}")
+        print_table(["circuit", "CPR", "CMD", *[f"f@{k:g}" for k in curve.ks]],
                     [[name, c.cpr, c.cmd, *c.faithfulness] for name, c in curves.items()])
-
-
-COMMANDS: list[click.Command] = [evaluate]

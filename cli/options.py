@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVa
 
 import click
 
+from discovery.names import ABLATIONS, METRICS
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_DB = "sqlite:///circuits.db"
@@ -31,37 +33,65 @@ def db_option(fn: F) -> F:
 
 @contextmanager
 def catalog_session(db_url: str, *, read_only: bool = False) -> Iterator[Any]:
-    """One session on the catalog at ``db_url`` for one command: committed on success, rolled back on error."""
-    from catalog.db import connect, session_scope
+    """One session on the catalog at ``db_url`` for one command: committed on success, rolled back on error,
+    and the engine disposed whatever happens."""
+    from catalog import Catalog
 
-    engine = connect(db_url)
-    try:
-        with session_scope(engine, read_only=read_only) as session:
-            yield session
-    finally:
-        engine.dispose()
+    with Catalog(db_url) as catalog, catalog.session(read_only=read_only) as session:
+        yield session
 
 
-def positions_option(fn: F) -> F:
-    """``--positions``: ablate only at these sequence positions (negative counts from the end)."""
-    return click.option(
-        "--positions",
-        callback=lambda ctx, param, value: numbers(value, int, "--positions"),
-        default=None,
-        metavar="P,P,...",
-        help="Ablate only at these token positions (e.g. -1 for the answer position); elsewhere nothing is patched.",
-    )(fn)
+RUN_OPTION_NAMES = ("model", "task", "metric", "ablation", "corruption", "n_prompts", "seed", "device", "dtype",
+                    "positions", "filter")
 
 
-def numbers(text: Optional[str], kind: type, option: str) -> Optional[list[Any]]:
-    """``"0.7,0.8"`` -> ``[0.7, 0.8]`` (``kind`` int or float), or a usage error naming the option."""
-    if text is None:
-        return None
-    try:
-        return [kind(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        what = "integers" if kind is int else "numbers"
-        raise click.BadParameter(f"expected {what} separated by commas, got {text!r}", param_hint=option) from None
+def _run_option(name: str, task_required: bool, follows: str) -> Callable[[F], F]:
+    if name == "model":
+        return click.option("--model", "model_name", default=None,
+                            help="toy, a hub id in the local Hugging Face cache, or a model folder.")
+    if name == "task":
+        return click.option("--task", required=task_required, default=None,
+                            help="A built-in task (see `circuits tasks list`) or file:PROMPTS.jsonl.")
+    if name == "metric":
+        return click.option("--metric", default=None, metavar="|".join(METRICS),
+                            help=f"The metric (default: {follows}).")
+    if name == "ablation":
+        return click.option("--ablation", default=None, metavar="|".join(ABLATIONS),
+                            help=f"What an ablated edge reads (default: {follows}).")
+    if name == "corruption":
+        return click.option("--corruption", default=None, help="Which corrupted prompts (default: the task's).")
+    if name == "n_prompts":
+        return click.option("--n-prompts", type=int, default=None,
+                            help="Prompts drawn (default: the task's own size, e.g. 1,536 for Lan et al.'s tasks).")
+    if name == "seed":
+        return click.option("--seed", type=int, default=0, show_default=True, help="Seed for prompts and methods.")
+    if name == "device":
+        return click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or mps.")
+    if name == "dtype":
+        return click.option("--dtype", default="float32", show_default=True, metavar="float32|bfloat16")
+    if name == "positions":
+        return click.option("--positions", default=None, metavar="P,P,...",
+                            help="Ablate only at these token positions (-1: the answer position); elsewhere "
+                            "nothing is patched.")
+    if name == "filter":
+        return click.option("--filter/--no-filter", "correctness_filter", default=True, show_default=True,
+                            help="Apply the task's correctness filter (Lan et al.'s tasks: keep only the prompts "
+                            "the model gets right).")
+    raise ValueError(name)
+
+
+def run_options(*names: str, task_required: bool = False, follows: str = "the method's, else the task's"
+                ) -> Callable[[F], F]:
+    """The options that say what a run is on, each declared once here and picked by ``discover``, ``evaluate``,
+    ``analyze``, ``tasks`` (all of ``RUN_OPTION_NAMES`` when none is named). Their values are checked by
+    ``discovery.config`` (one place), not by click. ``follows`` says what an unset metric/ablation defaults to."""
+
+    def decorate(fn: F) -> F:
+        for name in reversed(names or RUN_OPTION_NAMES):
+            fn = _run_option(name, task_required, follows)(fn)
+        return fn
+
+    return decorate
 
 
 def json_option(fn: F) -> F:

@@ -91,6 +91,8 @@ def tasks_show(task: str, model: str, n: int, seed: int, corruption: Optional[st
 
         circuits tasks show digits --model toy --n 3 --corruption shuffled
     """
+    from discovery.tasks import get_task
+
     tokenizer, data = _dataset(task, model, n, seed, corruption)
     rows = []
     for i, p in enumerate(data.prompts):
@@ -106,12 +108,15 @@ def tasks_show(task: str, model: str, n: int, seed: int, corruption: Optional[st
                 "wrong_ids": [int(w) for w, m in zip(data.wrong[i], data.wrong_mask[i]) if m],
             }
         )
+    filter_rule = get_task(task).correctness_filter
     header = {
         "task": data.task,
         "corruption": data.corruption,
         "metric": data.metric,
         "seed": data.seed,
         "seq_len": data.seq_len,
+        "bos": data.bos_prepended,
+        "filter": filter_rule,
         "content_hash": data.spec.content_hash,
     }
     if as_json:
@@ -119,8 +124,12 @@ def tasks_show(task: str, model: str, n: int, seed: int, corruption: Optional[st
         return
     click.echo(
         f"{data.task}  corruption={data.corruption}  metric={data.metric}  seed={data.seed}  "
-        f"{data.n} prompts x {data.seq_len} tokens  hash={data.spec.content_hash[:12]}"
+        f"{data.n} prompts x {data.seq_len} tokens{'' if data.bos_prepended else ' (no BOS)'}  "
+        f"hash={data.spec.content_hash[:12]}"
     )
+    if filter_rule:
+        click.echo(f"correctness filter: {filter_rule} (a run keeps only the prompts the loaded model gets right; "
+                   "these are before it)")
     for i, row in enumerate(rows):
         click.echo(f"\n[{i}] clean:     {row['clean']}")
         click.echo(f"    tokens:    {' '.join(repr(t) for t in row['clean_tokens'])}")
@@ -237,5 +246,3 @@ def toy_eval(model_dir: Optional[str], n: int, as_json: bool) -> None:
         [[c["check"], c["n"], f"{c['accuracy']:.1%}", f"{c['ablated_accuracy']:.1%}"] for c in report["context"]],
     )
 
-
-COMMANDS: list[click.Command] = [tasks_group, toy_group]

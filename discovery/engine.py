@@ -126,6 +126,8 @@ class Engine:
         probes: bool = False,
         return_sources: bool = False,
         all_positions: bool = False,
+        positions: Optional[Tensor] = None,
+        extra: Optional[tuple[list[int], Tensor]] = None,
     ) -> EngineOutput:
         """Run ``C`` masked copies of the model on ``tokens`` ``[B, P]``.
 
@@ -134,6 +136,9 @@ class Engine:
         sum over sources, may be passed by callers that reuse one patch for many forwards.
         clean: ``[S, B, P, d]`` cached outputs of the unpatched model, read for the sources below ``start_layer``.
         embed: ``[B, P, d]`` replaces the embed source's output (used to interpolate inputs).
+        positions: ``[P]`` bool; masks apply only at these positions, elsewhere every edge is kept.
+        extra: ``(cols, deltas)``: copy ``c``'s destination ``cols[c]`` gets ``deltas[c]`` ``[B, P, d]`` added to its
+        input (``discovery.masked``).
         """
         B, P = tokens.shape
         if masks is not None and patch is None:
@@ -149,7 +154,7 @@ class Engine:
             run = _PlainRun(self, B, P, shared, start_layer, probes, return_sources)
         else:
             assert patch is not None
-            run = MaskedRun(self, masks, patch, shared, patch_cum)
+            run = MaskedRun(self, masks, patch, shared, patch_cum, positions, extra)
         for layer in range(start_layer, self.L):
             run.attention_layer(layer)
             run.mlp_layer(layer)

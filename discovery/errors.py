@@ -17,3 +17,12 @@ class TaskError(DiscoveryError):
 
 class SettingsError(DiscoveryError):
     """A method was given settings it cannot run with."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm, Ray and Kubernetes send on pre-emption), raised where the program is, so that a run
+    ends ``interrupted`` exactly as on Ctrl-C (``cli.entry`` installs the handler)."""
+
+
+class OutputError(DiscoveryError):
+    """A file the user asked for cannot be written (no such folder, no space, no permission); nothing was left."""

@@ -9,6 +9,15 @@ adds no device synchronisation inside the layer loop.
 
 Stored per source: ``delta = output - patch`` (the quantity the mixing formula multiplies by the mask), in a
 shared buffer ``[S, B*P*d]`` for invariant sources and a per-copy buffer ``[C, S, B*P*d]`` for variant ones.
+
+Positions. With ``positions`` (``[P]`` bool) the masks apply only at those positions; at the others every
+destination reads every upstream source as the model does (mask 1), so it is mixed twice, masked and in full,
+and the two are joined per position. Such a destination reads variant sources at the other positions whatever
+its mask says, which the variance analysis takes into account.
+
+Extra input deltas. ``extra = (cols, deltas)`` adds ``deltas[c]`` (``[B, P, d]``) to the input of destination
+``cols[c]`` in copy ``c``, on top of what the masks give: path patching through MLPs hands a receiver the input it
+would have had with the sender patched and the MLPs between them recomputed (``discovery.methods.path_patching``).
 """
 
 from __future__ import annotations
@@ -24,7 +33,8 @@ if TYPE_CHECKING:
 
 class MaskedRun:
     def __init__(self, engine: "Engine", masks: Tensor, patch: Tensor, shared: Tensor,
-                 patch_cum: Optional[Tensor] = None):
+                 patch_cum: Optional[Tensor] = None, positions: Optional[Tensor] = None,
+                 extra: Optional[tuple[list[int], Tensor]] = None):
         self.e = engine
         dtype, device = engine.w.dtype, engine.w.device
         self.masks = masks.to(dtype)
@@ -48,14 +58,19 @@ class MaskedRun:
         self.nonzero0 = host[0] != 0  # [S, D]
         self.read = (host != 0).any(0)  # [S, D]: whether any copy reads source s at destination d
         self.variant = torch.zeros(S, dtype=torch.bool)
+        # [1, 1, 1, P, 1] bool where the masks apply; None when they apply everywhere
+        self.positions = None if positions is None or bool(positions.all()) else positions.view(1, 1, 1, -1, 1)
+        self.extra_cols, self.extra = (list(extra[0]), extra[1]) if extra is not None else ([], None)
 
     # -- analysis --------------------------------------------------------------------------------------------
     def _variant_columns(self, cols: list[int], n_up: int) -> list[bool]:
         if self.C == 1:
             return [False] * len(cols)
         c = torch.tensor(cols)
-        differ = self.differs[:n_up, c].any(0)
+        differ = self.differs[:n_up, c].any(0) | torch.tensor([col in self.extra_cols for col in cols])
         feeds = (self.nonzero0[:n_up, c] & self.variant[:n_up].unsqueeze(1)).any(0)
+        if self.positions is not None:  # elsewhere every upstream source is read
+            feeds = feeds | bool(self.variant[:n_up].any())
         return (differ | feeds).tolist()
 
     # -- mixing ----------------------------------------------------------------------------------------------
@@ -70,7 +85,7 @@ class MaskedRun:
         keys = host[:, :, cols].reshape(-1, len(cols)).T  # [Dc, n*n_up]
         distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)
         first = [int((inverse == u).nonzero()[0]) for u in range(distinct.shape[0])]
-        if len(first) == len(cols):
+        if len(first) == len(cols) or set(cols) & set(self.extra_cols):  # an extra delta makes a column its own
             first = list(range(len(cols)))
             inverse = torch.arange(len(cols))
         return self._mix([cols[i] for i in first], n_up, per_copy), inverse.to(device)
@@ -96,7 +111,26 @@ class MaskedRun:
             mixed = mixed + torch.bmm(m.index_select(1, srcs).transpose(1, 2), self.var_buf.index_select(1, slots))
         base = self.patch_cum[n_up - 1]  # [B|1, P, d]
         bias = self.e.dest_bias.index_select(0, col_idx).view(1, Dc, 1, 1, d)
-        return mixed.view(n, Dc, self.B, self.P, d) + base.unsqueeze(0).unsqueeze(0) + bias
+        mixed = mixed.view(n, Dc, self.B, self.P, d)
+        if self.positions is not None:
+            mixed = torch.where(self.positions, mixed, self._full(n_up, per_copy))
+        mixed = mixed + base.unsqueeze(0).unsqueeze(0) + bias
+        hits = [(c, cols.index(col)) for c, col in enumerate(self.extra_cols) if col in cols]
+        if hits:
+            assert self.extra is not None and (per_copy or self.C == 1)
+            copies, where = (torch.tensor(x, device=device) for x in zip(*hits))
+            mixed = mixed.index_put((copies, where), self.extra.index_select(0, copies), accumulate=True)
+        return mixed
+
+    def _full(self, n_up: int, per_copy: bool) -> Tensor:
+        """``[n, 1, B, P, d]``: the sum of every upstream source's delta, what an input reads with mask 1."""
+        inv = [slot for slot, s in enumerate(self.inv_sources) if s < n_up]
+        full = self.inv_buf[inv].sum(0).view(1, 1, self.B, self.P, self.e.d)
+        var = [slot for slot, s in enumerate(self.var_sources) if s < n_up]
+        if per_copy and var:
+            assert self.var_buf is not None
+            full = full + self.var_buf[:, var].sum(1).view(self.C, 1, self.B, self.P, self.e.d)
+        return full
 
     def _store(self, source: int, out: Tensor, per_copy: bool) -> None:
         """Keep a source's output ``[n*B, P, d]`` as its delta from the patch value."""

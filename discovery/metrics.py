@@ -4,17 +4,18 @@ Shapes: logits ``[C, B, V]`` (C mask copies of B prompts). Answers and wrong ans
 prompt (``[B, k]`` ids with a ``[B, k]`` mask), so greater-than's "any year above YY" and IOI's single name use
 the same code.
 
-Definitions (documented once, used everywhere):
+What each metric means (its direction, and which share of the model's performance it is read with) is written
+once, on its spec in ``discovery.names``; this module computes the values:
+
 - ``logit-diff``: mean logit over the correct tokens minus mean logit over the wrong ones (Wang et al. 2022;
-  Lan & Barez use logit(correct) - logit(last member repeated)).
+  Lan et al. use logit(correct) - logit(last member repeated)).
 - ``prob-diff``: summed probability of the correct tokens minus that of the wrong ones (Hanna et al. 2023).
 - ``kl``: KL(clean model || patched model) over the next-token distribution (Conmy et al. 2023).
 - ``accuracy``: the top token is one of the correct tokens.
-- ``kept_fraction`` = m(circuit) / m(model): the research plan's "% of the model's performance".
-- ``faithfulness`` = (m(circuit) - m(empty)) / (m(model) - m(empty)): MIB's normalisation (Mueller et al. 2025),
+- ``kept_fraction`` = m(circuit) / m(model); ``faithfulness`` = (m(circuit) - m(empty)) / (m(model) - m(empty)),
   where "empty" patches every edge.
-Every metric also has a *loss* (lower is better: KL, -logit-diff, -prob-diff, -accuracy) so that pruning
-methods compare "how much worse" the same way whatever the metric.
+Every metric also has a *loss* (lower is better: the metric itself where lower is better, else its negation) so
+that pruning methods compare "how much worse" the same way whatever the metric.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor
 
 from discovery.errors import SettingsError
-from discovery.names import METRICS
+from discovery.names import METRIC_SPECS, METRICS, MetricSpec
 
 
 def _gather_mean(values: Tensor, ids: Tensor, mask: Tensor) -> Tensor:
@@ -57,6 +58,7 @@ class Metric:
         if name == "kl" and clean_logits is None:
             raise SettingsError("the kl metric needs the clean model's logits")
         self.name = name
+        self.spec: MetricSpec = METRIC_SPECS[name]
         self.answers, self.answers_mask = answers, answers_mask
         self.wrong, self.wrong_mask = wrong, wrong_mask
         self.clean_logprobs = None if clean_logits is None else torch.log_softmax(clean_logits.float(), -1)
@@ -85,11 +87,7 @@ class Metric:
     def loss(self, logits: Tensor) -> Tensor:
         """Lower is better, for every metric: ``[C]``."""
         v = self.value(logits)
-        return v if self.name == "kl" else -v
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.name != "kl"
+        return -v if self.spec.higher_is_better else v
 
 
 def kept_fraction(circuit: float, model: float) -> float:

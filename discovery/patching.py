@@ -8,8 +8,12 @@ Every method receives a ``PatchSetup`` and asks it to evaluate masks; it never t
 - ``zero``: zero,
 - ``resample``: the activation on another, randomly drawn corrupted prompt (seeded).
 
-``positions`` restricts an ablation to some sequence positions (elsewhere the patch equals the clean value,
-so patching changes nothing there).
+``positions`` restricts an ablation to some sequence positions: a patched edge carries the patch value at those
+positions and, everywhere else, the source's output in the same run, as if it were not patched there at all.
+(Putting the *clean run's* value elsewhere would not do: after an earlier patch changed a source at the other
+positions, "nothing changes there" would no longer hold.) The engine's masked run mixes per position
+(``discovery.masked``); edge attribution, a first-order estimate, uses ``attribution_patch``: the patch value at
+the chosen positions and the clean value elsewhere, whose difference from the clean run is zero there.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from discovery.engine import Engine
 from discovery.errors import SettingsError
 from discovery.graph import ComponentGraph, Edge, Node, NodeKind
 from discovery.metrics import Metric, faithfulness, kept_fraction
-from discovery.names import ABLATIONS
+from discovery.names import ABLATIONS, FAITHFULNESS, KEPT_FRACTION
 from discovery.weights import GPT2Weights
 
 
@@ -42,6 +46,7 @@ class PatchSetup:
     ablation: str
     dataset: Any = None  # the TaskDataset, for its spec and texts
     model: Any = None  # the LoadedModel, for its spec
+    positions: Optional[Tensor] = None  # [P] bool: where ablations apply (None: every position)
     memory_budget: int = 1 << 30  # bytes one forward may hold in per-copy activations
     forwards: int = 0  # copies x prompts evaluated so far: what benchmarks count
     _cache: dict[str, float] = field(default_factory=dict)
@@ -92,26 +97,38 @@ class PatchSetup:
         per_copy = per_copy * self.engine.w.dtype.itemsize * 3  # outputs, inputs of a layer, attention temporaries
         return max(1, self.memory_budget // max(per_copy, 1))
 
-    def logits(self, masks: Tensor, start_layer: int = 0) -> Tensor:
-        """Last-position logits ``[C, B, V]`` of each masked copy, chunked to the memory budget."""
+    def logits(self, masks: Tensor, start_layer: int = 0, extra: Optional[tuple[list[int], Tensor]] = None
+               ) -> Tensor:
+        """Last-position logits ``[C, B, V]`` of each masked copy, chunked to the memory budget; ``extra`` adds
+        input deltas to one destination per copy (``discovery.masked``)."""
         masks = masks if masks.dim() == 3 else masks.unsqueeze(0)
         step = self.copies_per_forward(start_layer)
         outs = []
         with torch.no_grad():
             for i in range(0, masks.shape[0], step):
                 chunk = masks[i : i + step]
+                part = None if extra is None else (extra[0][i : i + step], extra[1][i : i + step])
                 out = self.engine.forward(self.tokens, masks=chunk, patch=self.patch, patch_cum=self.patch_cum,
-                                          clean=self.clean, start_layer=start_layer)
+                                          clean=self.clean, start_layer=start_layer, positions=self.positions,
+                                          extra=part)
                 self.forwards += chunk.shape[0] * self.n_prompts
                 outs.append(out.logits)
         return torch.cat(outs)
 
-    def values(self, masks: Tensor, start_layer: int = 0) -> Tensor:
+    def values(self, masks: Tensor, start_layer: int = 0, extra: Optional[tuple[list[int], Tensor]] = None
+               ) -> Tensor:
         """The metric of each masked copy ``[C]`` (mean over prompts)."""
-        return self.metric.value(self.logits(masks, start_layer))
+        return self.metric.value(self.logits(masks, start_layer, extra))
 
     def losses(self, masks: Tensor, start_layer: int = 0) -> Tensor:
         return self.metric.loss(self.logits(masks, start_layer))
+
+    @property
+    def attribution_patch(self) -> Tensor:
+        """Patch values for edge attribution: as ``patch`` at the chosen positions, the clean value elsewhere."""
+        if self.positions is None:
+            return self.patch
+        return torch.where(self.positions.view(1, 1, -1, 1), self.patch.expand_as(self.clean), self.clean)
 
     @property
     def patch_cum(self) -> Tensor:
@@ -134,13 +151,25 @@ class PatchSetup:
         return self._cache["empty"]
 
     def performance(self, value: float) -> dict[str, float]:
-        """The figures stored with a circuit whose metric is ``value``."""
+        """The figures stored with a circuit whose metric is ``value`` (kept_fraction only where it means
+        something: not for a metric whose model value is its best, as KL's 0)."""
         out = {self.metric.name: value, "model_" + self.metric.name: self.model_value,
                "empty_" + self.metric.name: self.empty_value}
-        if self.metric.name != "kl":
-            out["kept_fraction"] = kept_fraction(value, self.model_value)
-        out["faithfulness"] = faithfulness(value, self.model_value, self.empty_value)
+        if not self.metric.spec.best_at_model:
+            out[KEPT_FRACTION] = kept_fraction(value, self.model_value)
+        out[FAITHFULNESS] = faithfulness(value, self.model_value, self.empty_value)
         return out
+
+    @property
+    def measure(self) -> str:
+        """The share circuits are judged by under this metric (``discovery.names``)."""
+        return self.metric.spec.share
+
+    def share(self, value: float) -> float:
+        """A circuit's share of the model's performance, by ``measure``."""
+        if self.measure == KEPT_FRACTION:
+            return kept_fraction(value, self.model_value)
+        return faithfulness(value, self.model_value, self.empty_value)
 
 
 def weights_for(model: Any) -> GPT2Weights:
@@ -197,8 +226,6 @@ def prepare_from_engine(
         corrupt_run = engine.run(corrupted)
     clean = clean_run.sources[0]
     patch = ablation_values(ablation, corrupt_run.sources[0], seed)
-    if positions is not None:
-        patch = restrict_to_positions(patch, clean, positions)
     device = tokens.device
     metric_obj = Metric(
         metric,
@@ -208,9 +235,10 @@ def prepare_from_engine(
     )
     if memory_budget is None:
         memory_budget = default_memory_budget(device)
+    chosen = None if positions is None else position_mask(positions, tokens.shape[1], device)
     return PatchSetup(engine=engine, tokens=tokens, corrupted_tokens=corrupted, clean=clean,
                       clean_logits=clean_run.logits[0], patch=patch, metric=metric_obj, ablation=ablation,
-                      dataset=dataset, model=model, memory_budget=memory_budget)
+                      dataset=dataset, model=model, memory_budget=memory_budget, positions=chosen)
 
 
 def ablation_values(ablation: str, corrupted: Tensor, seed: int) -> Tensor:
@@ -226,16 +254,14 @@ def ablation_values(ablation: str, corrupted: Tensor, seed: int) -> Tensor:
     return corrupted[:, perm]
 
 
-def restrict_to_positions(patch: Tensor, clean: Tensor, positions: Sequence[int]) -> Tensor:
-    """Patch only at ``positions`` (negative counts from the end); elsewhere use the clean value."""
-    P = clean.shape[2]
-    chosen = torch.zeros(P, dtype=torch.bool, device=clean.device)
+def position_mask(positions: Sequence[int], P: int, device: torch.device) -> Tensor:
+    """``[P]`` bool, True at ``positions`` (negative counts from the end)."""
+    chosen = torch.zeros(P, dtype=torch.bool, device=device)
     for p in positions:
         if not -P <= p < P:
-            raise SettingsError(f"position {p} is outside prompts of {P} tokens")
+            raise SettingsError(f"--positions: position {p} is outside prompts of {P} tokens")
         chosen[p] = True
-    full = patch.expand_as(clean)
-    return torch.where(chosen.view(1, 1, P, 1), full, clean)
+    return chosen
 
 
 def default_memory_budget(device: torch.device) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from discovery.config import RunConfig
 from discovery.graph import Edge, Granularity, Node
 
 
@@ -38,7 +39,11 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A task's prompts, identified by content: ``content_hash`` is sha256 of the canonical JSON of the token ids."""
+    """A task's prompts, identified by content: ``content_hash`` is sha256 of the canonical JSON of the token ids.
+
+    ``filter`` names the correctness filter that chose these ``size`` prompts out of ``drawn`` (None: no filter,
+    and ``drawn`` is None).
+    """
 
     task: str
     corruption: str
@@ -46,6 +51,8 @@ class DatasetSpec:
     seed: int
     content_hash: str
     seq_len: Optional[int] = None
+    filter: Optional[str] = None
+    drawn: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -67,27 +74,36 @@ class ScoredNode:
 class DiscoveryResult:
     """The scored graph one method produced, before it is persisted.
 
-    ``edges`` holds every edge the method scored, kept or not, so a circuit at another threshold can be cut
-    from the stored scores later; ``nodes`` likewise. ``granularity`` is NODES for node-level methods (node
-    pruning), whose circuits are their kept nodes. ``performance`` holds the figures the method measured
-    for its own circuit (e.g. ``{"kept_fraction": 0.83, "kl": 0.05}``).
+    ``config`` is the run's resolved configuration (``discovery.config``); ``params`` what the method reports
+    having used (its settings, plus anything it decided, e.g. EAP's k). ``edges`` holds every edge the method
+    scored, kept or not, so a circuit at another threshold can be cut from the stored scores later; ``nodes``
+    likewise. ``granularity`` is NODES for node-level methods (node pruning), whose circuits are their kept nodes.
+    ``performance`` holds the figures measured for the circuit by real ablation (e.g. ``{"kept_fraction": 0.83}``).
     """
 
-    method: str
-    metric: str
-    params: Mapping[str, Any]
+    config: RunConfig
     model: ModelSpec
     dataset: DatasetSpec
     granularity: Granularity
+    params: Mapping[str, Any] = field(default_factory=dict)
     edges: tuple[ScoredEdge, ...] = ()
     nodes: tuple[ScoredNode, ...] = ()
     threshold: Optional[float] = None
     performance: Mapping[str, float] = field(default_factory=dict)
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
     code_version: str = ""
     extras: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+    @property
+    def metric(self) -> str:
+        return self.config.metric
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
 
     @property
     def kept_edges(self) -> tuple[Edge, ...]:

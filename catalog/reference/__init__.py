@@ -14,17 +14,24 @@ export format, so that they read like the papers' tables and can be checked agai
       "node_list_from": "where the node lists come from",
       "edges_known": true, "edges_note": "what the edges are (and are not)",
       "groups": [{"name": "name mover", "role": "name mover", "nodes": ["9.9", "10.0", "9.6"]}, ...],
-      "connections": [{"from": "embed", "to": "name mover", "inputs": ["k", "v"], "position": "IO"}, ...],
+      "connections": [{"from": "embed", "to": "name mover", "inputs": ["k", "v"], "position": "IO",
+                       "cites": "file:lines"}, ...],
       "performance": {"logit_diff_recovered": 0.81},
       "node_attributes": {"9.1": {...}}, "role_scores": {"9.1": 0.874},
+      "evaluation": {"ablation": "mean", "corruption": "abc", "level": "edges", "note": "how the paper evaluated it"},
       ...any other field (task_setup, contested, notes): kept in the circuit's metadata
     }
 
-A group's nodes get its ``role`` (``role_source`` ``paper``) and ``attributes.group``. When edges are known
-they are expanded from ``connections``: every sender in ``from`` to every receiver in ``to`` (a group name or
-a node key, or a list of them), into each of the receiver's listed ``inputs`` when it is a head; pairs that
-cannot exist (a later layer feeding an earlier one, a node feeding itself) are skipped, so "MLPs within a
-group connect forward" is a connection from a group to itself. embed and logits are in every circuit.
+A group's nodes get its ``role`` (``role_source`` ``paper``) and ``attributes.group``; a group without a
+``role`` (e.g. the MLPs a paper keeps on the paths between its heads) gives them only ``attributes.group``.
+When edges are known they are expanded from ``connections``: every sender in ``from`` to every receiver in
+``to`` (a group name or a node key, or a list of them), into each of the receiver's listed ``inputs`` when it
+is a head; pairs that cannot exist (a later layer feeding an earlier one, a node feeding itself) are skipped,
+so "MLPs within a group connect forward" is a connection from a group to itself, and "every MLP into every
+head above it" is one connection from the MLP group to the head groups. An edge that two connections both
+give is refused. A connection's other keys (``position``, ``cites``) are not part of its edges; like every
+other field they stay in the metadata. embed and logits are in every circuit. ``evaluation`` (how the paper
+evaluated the circuit: ablation, corruption, level) is a default for the evaluator, kept in the metadata.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from typing import Any, Optional, Sequence
 
 from discovery.analysis.attention import CATEGORIES, AttentionResult
 from discovery.analysis.logit_lens import LogitLensResult
+from discovery.errors import OutputError
+from discovery.files import atomic_path, describe, inside, safe_name
 
 FORMATS = ("png", "pdf")
 
@@ -26,12 +28,17 @@ def _figure(width: float, height: float) -> Any:
 
 
 def save(fig: Any, folder: Path, stem: str, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write ``fig`` as ``folder/stem.<format>`` for each format; returns the paths."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``fig`` as ``folder/stem.<format>`` for each format, each file whole or not at all and inside
+    ``folder`` whatever ``stem`` holds (it comes from a circuit's name: ``discovery.files``); returns the paths."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(describe(err, folder / stem)) from None
     paths = []
     for fmt in formats:
-        path = folder / f"{stem}.{fmt}"
-        fig.savefig(path, dpi=150)
+        path = inside(folder, f"{safe_name(stem)}.{fmt}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, format=fmt)
         paths.append(path)
     return paths
 

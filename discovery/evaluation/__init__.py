@@ -1,13 +1,14 @@
 """Evaluating circuits: faithfulness of any circuit, random connected baselines, MIB curves, sub-circuit tests.
 
 - ``circuits``: ``evaluate_circuit``, ``evaluate_masks``, ``compare_to_random``, ``ablate_shared``;
-- ``connectivity``: what "connected" means at node and edge level, ``random_circuits``, ``connected_core``;
+- ``discovery.topology`` (torch-free, shared with the catalog): what "connected" means, ``random_circuits``,
+  ``connected_core``;
 - ``curves``: MIB's faithfulness curve (``faithfulness_curve``, ``Curve`` with ``cpr`` / ``cmd``);
 - ``plotting``: ``plot_curves`` (matplotlib, imported only when called).
 """
 
 from discovery.evaluation.circuits import ablate_shared, circuit_mask, compare_to_random, evaluate_circuit, evaluate_masks
-from discovery.evaluation.connectivity import connected_core, is_connected, random_circuits
+from discovery.topology import connected_core, is_connected, random_circuits
 from discovery.evaluation.curves import MIB_KS, Curve, faithfulness_curve, trapezoid
 from discovery.evaluation.plotting import plot_curves
 

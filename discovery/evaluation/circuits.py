@@ -7,7 +7,7 @@ Definitions (``discovery.metrics`` holds the formulas):
   the setup's metric is; ``accuracy`` = the circuit's top token is a correct answer.
 A nodes-only circuit is evaluated by node ablation (everything out of a node outside the circuit is patched;
 ``embed`` is always kept); an edge circuit by edge ablation. ``performance`` in the baselines below is
-``kept_fraction``, or ``faithfulness`` when the metric is ``kl`` (whose model value is 0).
+the metric's share measure (``discovery.names``: ``kept_fraction``, or ``faithfulness`` for ``kl``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from discovery.errors import SettingsError
-from discovery.evaluation.connectivity import internal_nodes, random_circuits
+from discovery.topology import internal_nodes, random_circuits
 from discovery.graph import EMBED, ComponentGraph, Edge, Granularity, Node, NodeKind
-from discovery.metrics import Metric, faithfulness, kept_fraction
+from discovery.metrics import Metric
 from discovery.patching import PatchSetup
 
 Circuit = Union[Iterable[Node], Iterable[Edge], Any]  # Any: a MethodOutput or DiscoveryResult
@@ -45,7 +45,7 @@ def evaluate_masks(setup: PatchSetup, masks: Tensor) -> list[dict[str, float]]:
     out = []
     for v, k, a in zip(values, kl, acc):
         row = {"metric": setup.metric.name, "value": v, **setup.performance(v), "kl": k, "accuracy": a}
-        row["performance"] = _performance(setup, v)
+        row["performance"] = setup.share(v)
         out.append(row)
     return out
 
@@ -94,7 +94,7 @@ def compare_to_random(setup: PatchSetup, circuit: Circuit, *, n: int = 100, seed
     std = float(rand.std(unbiased=True)) if n > 1 else float("nan")
     return {
         "level": kind, "n": n, "seed": seed, "size": size,
-        "measure": _measure_name(setup), "performance": mine, "value": rows[0]["value"],
+        "measure": setup.measure, "performance": mine, "value": rows[0]["value"],
         "random_mean": mean, "random_std": std,
         "random_min": float(rand.min()) if n else float("nan"), "random_max": float(rand.max()) if n else float("nan"),
         "fraction_beaten": float((rand < mine).double().mean()) if n else float("nan"),
@@ -122,7 +122,7 @@ def ablate_shared(setup: PatchSetup, circuit_nodes: Iterable[Node], other_nodes:
     lost = full["performance"] - without["performance"]
     return {
         "shared": [x.key for x in sorted(shared)], "n_shared": len(shared),
-        "only_in_circuit": [x.key for x in sorted(mine - shared)], "measure": _measure_name(setup),
+        "only_in_circuit": [x.key for x in sorted(mine - shared)], "measure": setup.measure,
         "circuit": full, "without_shared": without, "shared_only": alone,
         "lost": lost, "lost_share": lost / full["performance"] if full["performance"] else float("nan"),
     }
@@ -143,16 +143,6 @@ def _kl(setup: PatchSetup, logits: Tensor) -> Tensor:
         logp = torch.log_softmax(setup.clean_logits.float(), -1)
     logq = torch.log_softmax(logits.float(), -1)
     return (logp.exp().unsqueeze(0) * (logp.unsqueeze(0) - logq)).sum(-1).mean(-1)
-
-
-def _measure_name(setup: PatchSetup) -> str:
-    return "faithfulness" if setup.metric.name == "kl" else "kept_fraction"
-
-
-def _performance(setup: PatchSetup, value: float) -> float:
-    if setup.metric.name == "kl":
-        return faithfulness(value, setup.model_value, setup.empty_value)
-    return kept_fraction(value, setup.model_value)
 
 
 def _as_circuit(circuit: Circuit, level: Optional[str]) -> tuple[str, list]:

@@ -19,7 +19,8 @@ def plot_curves(curves: Mapping[str, Curve], path: Union[str, Path], *, title: O
     """Draw several faithfulness curves on one log-x plot; the file type follows the suffix (.png, .pdf, .svg).
 
     The x axis is the share of edges kept (in %, log scale; a k of 0 cannot be drawn on it and is left out),
-    the y axis the faithfulness f(k); each legend entry carries the run's CPR and CMD.
+    the y axis the faithfulness f(k): solid the curve ranked by signed score (CPR's), dashed the one ranked by
+    |score| (CMD's); each legend entry carries the run's CPR and CMD.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -33,10 +34,16 @@ def plot_curves(curves: Mapping[str, Curve], path: Union[str, Path], *, title: O
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for name, curve in curves.items():
-        points = [(100 * k, f) for k, f in zip(curve.ks, curve.faithfulness) if k > 0]
-        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", markersize=3,
-                label=f"{name} (CPR {curve.cpr:.3f}, CMD {curve.cmd:.3f})")
+    for i, (name, curve) in enumerate(curves.items()):
+        colour = f"C{i % 10}"
+        for which, style in (("signed", "-"), ("absolute", "--")):
+            if which == "absolute" and curve.ranking == "absolute":
+                continue  # the same curve twice
+            points = [(100 * k, f) for k, f in zip(curve.ks, getattr(curve, which).faithfulness) if k > 0]
+            label = (f"{name} (CPR {curve.cpr:.3f}, CMD {curve.cmd:.3f})" if which == "signed"
+                     else f"{name}, ranked by |score| (CMD)")
+            ax.plot([x for x, _ in points], [y for _, y in points], style, color=colour, marker="o", markersize=3,
+                    label=label)
     ax.axhline(1.0, color="0.6", linestyle="--", linewidth=0.8)
     ax.axhline(0.0, color="0.6", linestyle=":", linewidth=0.8)
     ax.set_xscale("log")

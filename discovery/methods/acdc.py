@@ -1,118 +1,231 @@
 """ACDC: Automated Circuit DisCovery by edge pruning.
 
 Conmy, Mavor-Parker, Lynch, Heimersheim, Garriga-Alonso (2023), "Towards Automated Circuit Discovery for
-Mechanistic Interpretability", arXiv 2304.14997.
+Mechanistic Interpretability", arXiv 2304.14997. The default, ``order="reference"``, does what the reference
+implementation (ArthurConmy/Automatic-Circuit-Discovery at bc99ace, ``acdc/TLACDCExperiment.py``, run as its
+``main.py`` runs it) does:
 
-Destinations are visited in reverse topological order (logits first); each edge into the current destination
-is patched in turn and removed for good when the loss (KL from the clean model, or minus the logit/probability
-difference) rises by less than ``threshold`` (tau) over the current circuit's loss. Sign convention: an edge's
-stored score is that rise, ``loss(circuit without the edge) - loss(circuit)``, measured at its turn; higher
-means more important. A circuit at another tau can be cut from the stored scores (``|score| >= tau``): an
-approximation, since the true ACDC decisions at another tau see another current circuit.
+- The edge set: the 32,491 residual edges of GPT-2 small (``discovery.graph``) plus, for every head, the three
+  edges from its q, k and v input into the head (``hook_q_input -> hook_q``: 432 for GPT-2 small, 32,923 in all;
+  ``TLACDCCorrespondence.py`` lines 171-196). Removing one means the head computes that query, key or value from
+  the corrupted input: in the engine, every entry of that input's mask column 0.
+- The visiting order (``reverse_topologically_sort_corr``, lines 220-242, and the construction order of
+  ``TLACDCCorrespondence.py`` lines 113-199): the logits; then per layer from the top, the MLP's input; the
+  heads' v, k and q in-component edges (each letter for heads H-1 .. 0 before the next letter); then the heads'
+  v inputs, k inputs and q inputs, heads H-1 .. 0. A receiver's parents are tried latest first: the MLP below,
+  then the heads of that layer from H-1 down, and so on down to the embedding (insertion order with ``main.py``'s
+  ``names_mode``/``indices_mode`` "normal", lines 161-162); the embedding-to-logits edge is tried and may go.
+- Skipping (``current_node_connected``, lines 719-760; ``increment_current_node``, 775-783): a receiver whose
+  output no longer reaches anything (a head none of whose outgoing edges is left, an MLP likewise, a q/k/v input
+  whose in-component edge went) is not visited; its incoming edges are removed untested (they change nothing) and
+  keep no score.
+- The rule (``step``, lines 579-631): an edge goes when ``loss(circuit without it) - loss(circuit) < tau``
+  (strict; an edge at exactly tau stays), the loss being the metric's (KL by default), measured against the
+  current circuit, which is updated after each removal. No ``abs_value_threshold`` (its default).
 
-Exact batching. Each decision depends on the ones before it, but most edges are removed. A batch of ``C``
-candidates into one destination is evaluated as ``C`` stacked copies, copy ``i`` having candidates ``0..i``
-removed; walking the copies in order reproduces the one-at-a-time decisions until the first kept edge, and the
-copies after it (evaluated assuming it removed) are redone in the next batch. Because every edge into layers
-below the destination is still intact, those layers are read from the cached clean run and only the layers
-from the destination's upward are recomputed.
+``order="head-major"`` is this project's earlier variant, kept as a named option: destinations from the logits
+down with each head's v, k, q together (head H-1 first), residual edges only, no skipping.
+
+Sign convention: an edge's stored score is its loss rise ``loss(without it) - loss(current)`` at its turn (higher
+= more important; ``score_sign="loss"``); untested edges have none. A circuit at another tau can be cut from the
+stored scores: an approximation, since the true ACDC decisions at another tau see another current circuit.
+
+Exact batching. Each decision depends on the ones before it, but most edges go. Consecutive tests of one phase
+(receivers whose skipping the phase cannot change, all starting at one layer) are evaluated as ``C`` stacked
+copies, copy ``i`` having tests ``0..i`` applied; walking the copies in order reproduces the one-at-a-time
+decisions until the first kept edge, and the copies after it are redone in the next batch. Layers below the
+phase's layer are read from the cached clean run, since every edge into them is still as it was.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from dataclasses import dataclass
+from typing import Iterator
 
 import torch
+from torch import Tensor
 
 from discovery.errors import SettingsError
-from discovery.graph import Granularity, NodeKind
+from discovery.graph import QKV, Granularity, NodeKind
 from discovery.methods.base import MethodOutput, Progress, edge_matrix, edge_scores, no_progress
 from discovery.patching import PatchSetup
+from discovery.results import ScoredNode
+
+ORDERS = ("reference", "head-major")
+
+
+@dataclass(frozen=True)
+class _Test:
+    """One decision: the residual edge ``source -> dest`` or, with ``source`` None, a head's in-component edge
+    from input column ``dest`` (every entry of the column)."""
+
+    source: int | None
+    dest: int
+
+
+@dataclass(frozen=True)
+class _Phase:
+    start_layer: int
+    receivers: tuple[int, ...]  # destination columns, in visiting order
+    in_component: bool  # receivers' in-component edges, rather than their residual edges
 
 
 def acdc(
     setup: PatchSetup,
     *,
     threshold: float,
+    order: str = "reference",
     max_batch: int = 64,
     progress: Progress = no_progress,
 ) -> MethodOutput:
     """Prune edges with ACDC at ``threshold``; ``max_batch=1`` is the one-edge-at-a-time algorithm."""
-    if threshold < 0:
-        raise SettingsError("ACDC's threshold (tau) must be >= 0")
+    if not (threshold >= 0 and math.isfinite(threshold)):
+        raise SettingsError(f"ACDC's threshold (tau) must be a finite number >= 0, got {threshold}")
+    if order not in ORDERS:
+        raise SettingsError(f"ACDC's order must be one of {', '.join(ORDERS)}, got {order!r}")
     if max_batch < 1:
         raise SettingsError("ACDC's batch must be at least 1")
-    engine, graph = setup.engine, setup.graph
-    device = setup.device
-    is_edge = edge_matrix(graph, device)
-    mask = setup.full_mask()[0]  # [S, D], 1 = kept
-    scores = torch.full(mask.shape, float("nan"), device=device)
-    current = float(setup.losses(mask)[0])
-    total, done = int(is_edge.sum()), 0
-    last_run = max_batch
-    for d in reversed(range(engine.n_dests)):
-        dst, _ = graph.destinations[d]
-        start = _start_layer(dst.kind, dst.layer, engine.L)
-        candidates = list(reversed(range(graph.n_upstream(dst))))
-        limit = min(max_batch, setup.copies_per_forward(start))
-        i = 0
-        while i < len(candidates):
-            batch = _batch_size(limit, last_run)
-            chunk = candidates[i : i + batch]
-            losses = _cumulative_losses(setup, mask, d, chunk, start)
-            last_run = 2 * batch  # every copy decided: try a batch twice as large next
-            for j, s in enumerate(chunk):
-                rise = losses[j] - current
-                scores[s, d] = rise
-                if rise < threshold:
-                    mask[s, d] = 0
-                    current = losses[j]
-                else:
-                    chunk = chunk[: j + 1]
-                    last_run = 2 * (j + 1)  # a kept edge wasted the copies after it: aim at about this run
-                    break
-            i += len(chunk)
-            done += len(chunk)
-            progress(done, total)
-    kept = (mask > 0) & is_edge
+    run = _Run(setup, threshold, max_batch, progress, skip=order == "reference")
+    for phase in (_reference_phases(setup) if order == "reference" else _head_major_phases(setup)):
+        run.phase(phase)
+    graph = setup.graph
+    kept = (run.mask > 0) & run.is_edge
+    n_residual = graph.n_edges()
+    n_heads = graph.shape.n_layers * graph.shape.n_heads
+    tested_residual = int((~torch.isnan(run.scores)).sum())
+    counts = {"residual_edges": n_residual, "qkv_to_head_edges": 3 * n_heads if order == "reference" else 0,
+              "tested_residual": tested_residual, "tested_qkv_to_head": len(run.input_scores),
+              "skipped_untested": run.skipped}
     return MethodOutput(
         granularity=Granularity.QKV,
-        edges=edge_scores(graph, scores, kept),
+        edges=edge_scores(graph, run.scores, kept),
+        nodes=_input_edge_nodes(setup, run),
         threshold=threshold,
-        params={"threshold": threshold, "max_batch": max_batch},
-        extras={"final_loss": current},
+        params={"threshold": threshold, "order": order, "max_batch": max_batch},
+        extras={"final_loss": run.current, "edge_counts": counts,
+                "qkv_to_head_removed": sorted(_input_key(setup, d) for d in run.cut)},
     )
 
 
-def _batch_size(limit: int, last_run: int) -> int:
-    """Copies per batch: as many as fit, unless the last batch stopped early at a kept edge.
+class _Run:
+    """The state of one ACDC run: the current circuit's mask and loss, and every score measured."""
 
-    After a kept edge the copies that follow it are wasted, so the next batch aims at twice the run of
-    removals just seen; after a batch decided in full it doubles again (but never below 8, where a forward
-    costs about the same whatever its size)."""
-    return max(1, min(limit, max(8, last_run)))
+    def __init__(self, setup: PatchSetup, threshold: float, max_batch: int, progress: Progress, skip: bool):
+        self.setup, self.threshold, self.max_batch, self.progress, self.skip = setup, threshold, max_batch, progress, skip
+        self.mask = setup.full_mask()[0]  # [S, D], 1 = kept
+        self.is_edge = edge_matrix(setup.graph, setup.device)  # [S, D]: the entries that are edges
+        self.scores = torch.full(self.mask.shape, float("nan"), device=setup.device)
+        self.input_scores: dict[int, float] = {}
+        self.cut: set[int] = set()  # input columns whose in-component edge went
+        self.current = float(setup.losses(self.mask)[0])
+        graph = setup.graph
+        self.total = graph.n_edges() + (3 * graph.shape.n_layers * graph.shape.n_heads if skip else 0)
+        self.done, self.skipped = 0, 0
+        self.last_run = max_batch
+
+    def phase(self, phase: _Phase) -> None:
+        tests = list(self._tests(phase))
+        limit = min(self.max_batch, self.setup.copies_per_forward(phase.start_layer))
+        i = 0
+        while i < len(tests):
+            batch = max(1, min(limit, max(8, self.last_run)))
+            chunk = tests[i : i + batch]
+            losses = self._cumulative_losses(chunk, phase.start_layer)
+            self.last_run = 2 * batch  # every copy decided: try a batch twice as large next
+            used = len(chunk)
+            for j, test in enumerate(chunk):
+                rise = losses[j] - self.current
+                self._score(test, rise)
+                if rise < self.threshold:
+                    self._apply(self.mask, test)
+                    if test.source is None:
+                        self.cut.add(test.dest)
+                    self.current = losses[j]
+                else:
+                    used = j + 1
+                    self.last_run = 2 * used  # a kept edge wasted the copies after it: aim at about this run
+                    break
+            i += used
+            self.done += used
+            self.progress(self.done, self.total)
+
+    def _tests(self, phase: _Phase) -> Iterator[_Test]:
+        for d in phase.receivers:
+            if self.skip and not self._connected(d):
+                untested = 1 if phase.in_component else self.setup.graph.n_upstream(self.setup.graph.destinations[d][0])
+                self.mask[:, d] = 0  # its edges go untested: nothing reads what they carry
+                self.skipped += untested
+                self.done += untested
+                continue
+            if phase.in_component:
+                yield _Test(None, d)
+            else:
+                dst, _ = self.setup.graph.destinations[d]
+                yield from (_Test(s, d) for s in reversed(range(self.setup.graph.n_upstream(dst))))
+
+    def _connected(self, d: int) -> bool:
+        """Whether destination ``d``'s input still matters: its component's output reaches something, and for a
+        head input, its in-component edge is still there."""
+        dst, _ = self.setup.graph.destinations[d]
+        if dst.kind is NodeKind.LOGITS:
+            return True
+        if d in self.cut:
+            return False
+        s = self.setup.graph.source_index[dst]
+        return bool((self.mask[s].gt(0) & self.is_edge[s]).any())
+
+    def _cumulative_losses(self, chunk: list[_Test], start_layer: int) -> list[float]:
+        """Loss of copy i = the current circuit with tests chunk[0..i] applied."""
+        masks = self.mask.unsqueeze(0).repeat(len(chunk), 1, 1)
+        for i, test in enumerate(chunk):
+            self._apply(masks[i:], test)
+        return self.setup.losses(masks, start_layer=start_layer).tolist()
+
+    def _apply(self, mask: Tensor, test: _Test) -> None:
+        if test.source is None:
+            mask[..., :, test.dest] = 0
+        else:
+            mask[..., test.source, test.dest] = 0
+
+    def _score(self, test: _Test, rise: float) -> None:
+        if test.source is None:
+            self.input_scores[test.dest] = rise
+        else:
+            self.scores[test.source, test.dest] = rise
 
 
-def _start_layer(kind: NodeKind, layer: int, n_layers: int) -> int:
-    """The first layer a change to this destination's input can affect."""
-    return n_layers if kind is NodeKind.LOGITS else layer
+def _reference_phases(setup: PatchSetup) -> Iterator[_Phase]:
+    """TLACDCExperiment's order (see the module docstring)."""
+    e = setup.engine
+    yield _Phase(e.L, (e.logits_dest,), False)
+    for layer in reversed(range(e.L)):
+        yield _Phase(layer, (e.mlp_dest(layer),), False)
+        columns = {x: tuple(e.head_dests(layer).start + 3 * h + QKV.index(x) for h in reversed(range(e.H)))
+                   for x in QKV}
+        yield _Phase(layer, columns["v"] + columns["k"] + columns["q"], True)
+        for x in ("v", "k", "q"):
+            yield _Phase(layer, columns[x], False)
 
 
-def _cumulative_losses(setup: PatchSetup, mask: torch.Tensor, d: int, chunk: list[int], start: int) -> list[float]:
-    """Loss of copy i = the current circuit with edges chunk[0..i] -> d removed."""
-    C = len(chunk)
-    masks = mask.unsqueeze(0).repeat(C, 1, 1)
-    idx = torch.tensor(chunk, device=mask.device)
-    later = torch.triu(torch.ones(C, C, device=mask.device, dtype=mask.dtype), diagonal=1)  # [i, j] = 1 if j > i
-    masks[:, idx, d] = later
-    return setup.losses(masks, start_layer=start).tolist()
+def _head_major_phases(setup: PatchSetup) -> Iterator[_Phase]:
+    """This project's earlier order: one destination at a time, from the logits down, each head's v, k, q."""
+    e = setup.engine
+    for d in reversed(range(e.n_dests)):
+        dst, _ = setup.graph.destinations[d]
+        yield _Phase(e.L if dst.kind is NodeKind.LOGITS else dst.layer, (d,), False)
 
 
-def acdc_reference(setup: PatchSetup, *, threshold: float) -> MethodOutput:
-    """The one-edge-at-a-time algorithm, for tests: the batched version must make the same decisions."""
-    return acdc(setup, threshold=threshold, max_batch=1)
+def _input_key(setup: PatchSetup, d: int) -> str:
+    dst, inp = setup.graph.destinations[d]
+    return f"{dst.key}.{inp}->{dst.key}"
 
 
-def describe(output: MethodOutput) -> Optional[str]:
-    kept = sum(1 for e in output.edges if e.kept)
-    return f"ACDC kept {kept} of {len(output.edges)} edges at tau={output.threshold}"
+def _input_edge_nodes(setup: PatchSetup, run: _Run) -> tuple[ScoredNode, ...]:
+    """Heads with their tested in-component edges, as node attributes ``{"qkv_to_head": {"q": {score, kept}}}``
+    (the catalog's edge vocabulary holds residual edges only)."""
+    per_head: dict = {}
+    for d, score in run.input_scores.items():
+        dst, inp = setup.graph.destinations[d]
+        per_head.setdefault(dst, {})[inp] = {"score": score, "kept": d not in run.cut}
+    return tuple(ScoredNode(node, None, False, {"qkv_to_head": inputs}) for node, inputs in sorted(per_head.items()))

@@ -36,11 +36,12 @@ Where the gradient is taken:
   exactly the patch values (a mean of outputs is not the output of a mean); the integral is then an
   approximation the paper does not define.
 
-Circuits: exactly one of ``threshold`` (keep edges with ``|score| >= threshold``), ``top_k`` (the ``k`` edges of
-largest ``|score|``) or ``target`` (the smallest top-k circuit whose real performance reaches ``target``: the
-kept fraction ``m(circuit) / m(model)`` for logit-diff and prob-diff, the faithfulness
-``(m(circuit) - m(empty)) / (m(model) - m(empty))`` for KL; ``k`` is found by a many-way bisection, each round
-one batched forward of several candidate ``k``, assuming performance grows roughly with ``k``).
+Circuits: exactly one of ``threshold`` (edges with ``|score| >= threshold``), ``top_k`` (the ``k`` edges of largest
+``|score|``) or ``target`` (the smallest ``k`` whose top-k circuit's real performance reaches ``target``: the
+metric's share, ``discovery.names``; ``k`` found by a many-way bisection, each round one batched forward of
+several candidate ``k``, assuming performance grows roughly with ``k``). Whichever rule selects the edges, the
+circuit is cut by the one cut rule (``discovery.topology.cut``): dangling edges are removed, as EAP-IG's
+``apply_topn(..., prune=True)`` removes them; the output reports ``k`` asked for and ``n_kept`` kept.
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ from torch import Tensor
 
 from discovery.engine import Engine
 from discovery.errors import SettingsError
-from discovery.graph import Granularity
+from discovery.graph import Edge, Granularity
 from discovery.methods.base import MethodOutput, Progress, edge_matrix, edge_scores, no_progress
 from discovery.metrics import Metric
+from discovery.names import KEPT_FRACTION
 from discovery.patching import PatchSetup
+from discovery.topology import cut, cut_threshold, ranked
 
 GRADIENT_POINTS = ("clean", "ablated")
 _MAX_TARGET_COPIES = 16  # candidate circuits evaluated per bisection round
@@ -79,7 +82,7 @@ def eap(
     """
     _check_metric(setup, "EAP")
     _check_selection(setup, threshold, top_k, target)
-    at = gradient_at or ("ablated" if setup.metric.name == "kl" else "clean")
+    at = gradient_at or ("ablated" if setup.metric.spec.best_at_model else "clean")
     if at not in GRADIENT_POINTS:
         raise SettingsError(f"gradient_at must be one of {', '.join(GRADIENT_POINTS)}, got {gradient_at!r}")
     _check_batch_size(batch_size)
@@ -137,7 +140,7 @@ def attribution_scores(
         sl = slice(lo, min(lo + step, B))
         metric = _sub_metric(setup, sl)
         clean_emb = setup.clean[0, sl]  # [b, P, d]
-        base = _rows(setup.patch[0], sl)  # [b|1, P, d]
+        base = _rows(setup.attribution_patch[0], sl)  # [b|1, P, d]
         grads: Optional[list[Tensor]] = None
         for a in alphas:
             emb = clean_emb if a == 1.0 else base + a * (clean_emb - base)
@@ -146,7 +149,7 @@ def attribution_scores(
             done += 1
             progress(done, total)
         assert grads is not None
-        delta = _rows(setup.patch, sl, dim=1) - setup.clean[:, sl]  # [S, b, P, d]
+        delta = _rows(setup.attribution_patch, sl, dim=1) - setup.clean[:, sl]  # [S, b, P, d]
         _accumulate(e, scores, delta, grads, 1.0 / len(alphas))
     scores[~edge_matrix(setup.graph, setup.device)] = float("nan")
     return scores
@@ -210,7 +213,7 @@ def _output(
     kept, found = select_circuit(setup, scores, threshold=threshold, top_k=top_k, target=target)
     return MethodOutput(
         granularity=Granularity.QKV,
-        edges=edge_scores(setup.graph, scores, kept),
+        edges=edge_scores(setup.graph, scores, _mask(setup, kept)),
         threshold=threshold,
         params={k: v for k, v in params.items() if v is not None},
         extras={**extras, **found},
@@ -224,70 +227,64 @@ def select_circuit(
     threshold: Optional[float] = None,
     top_k: Optional[int] = None,
     target: Optional[float] = None,
-) -> tuple[Tensor, dict[str, Any]]:
-    """The kept edges ``[S, D]`` (bool) by exactly one rule, and what was measured for them by real ablation."""
+) -> tuple[frozenset[Edge], dict[str, Any]]:
+    """The circuit by exactly one rule, cut by the one cut rule (``discovery.topology``: the selected edges with
+    dangling ones removed), and what was measured for it by real ablation. ``k`` is how many top edges the rule
+    asked for, ``n_kept`` how many the circuit keeps after pruning."""
     _check_selection(setup, threshold, top_k, target)
-    is_edge = edge_matrix(setup.graph, setup.device)
-    ranked = _ranked_edges(scores, is_edge)
+    pairs = _scored_pairs(setup, scores)
     if threshold is not None:
-        kept = is_edge & (scores.abs() >= threshold)
-        found: dict[str, Any] = {"k": int(kept.sum())}
+        kept = cut_threshold(pairs, threshold)
+        found: dict[str, Any] = {"k": sum(1 for _, s in pairs if abs(s) >= threshold)}
     elif top_k is not None:
-        kept = _top_k_mask(ranked, top_k, scores.shape).bool()
+        kept = cut(ranked(pairs, setup.graph.edges), top_k)
         found = {"k": top_k}
     else:
         assert target is not None
-        k, value = _smallest_k(setup, ranked, target, scores.shape)
-        kept = _top_k_mask(ranked, k, scores.shape).bool()
-        return kept, {"k": k, "target": target, "circuit_value": value, "share": _share(setup, value)}
-    value = float(setup.values(kept.to(setup.engine.w.dtype).unsqueeze(0))[0])
-    return kept, {**found, "circuit_value": value}
+        order = ranked(pairs, setup.graph.edges)
+        k, value = _smallest_k(setup, order, target)
+        kept = cut(order, k)
+        return kept, {"k": k, "n_kept": len(kept), "target": target, "circuit_value": value,
+                      "share": setup.share(value)}
+    value = float(setup.values(setup.mask_from_edges(kept).unsqueeze(0))[0])
+    return kept, {**found, "n_kept": len(kept), "circuit_value": value}
 
 
-def _ranked_edges(scores: Tensor, is_edge: Tensor) -> Tensor:
-    """Flat ``[S*D]`` indices of the graph's edges, largest ``|score|`` first (NaN last, ties in graph order)."""
-    idx = is_edge.flatten().nonzero().squeeze(1)
-    mag = scores.flatten()[idx].abs().nan_to_num(nan=-1.0)
-    order = torch.sort(mag, descending=True, stable=True).indices
-    return idx[order]
+def _scored_pairs(setup: PatchSetup, scores: Tensor) -> list[tuple[Edge, float]]:
+    """Every edge of the graph with its score (NaN where it has none)."""
+    flat = scores.detach().float().cpu().tolist()
+    graph = setup.graph
+    return [(e, flat[graph.source_index[e.src]][graph.dest_index[(e.dst, e.input)]]) for e in graph.edges]
 
 
-def _top_k_mask(ranked: Tensor, k: int, shape: torch.Size) -> Tensor:
-    m = torch.zeros(shape[0] * shape[1], device=ranked.device)
-    m[ranked[:k]] = 1.0
-    return m.view(shape)
+def _mask(setup: PatchSetup, kept: frozenset[Edge]) -> Tensor:
+    return setup.mask_from_edges(kept).bool()
 
 
-def _share(setup: PatchSetup, value: float) -> float:
-    """The circuit's real performance as ``target`` counts it: faithfulness for KL, else the kept fraction."""
-    perf = setup.performance(value)
-    return perf["faithfulness"] if setup.metric.name == "kl" else perf["kept_fraction"]
-
-
-def _smallest_k(setup: PatchSetup, ranked: Tensor, target: float, shape: torch.Size) -> tuple[int, float]:
-    """Smallest ``k`` whose top-k circuit reaches ``target`` (the whole graph, ``k = n``, always does).
+def _smallest_k(setup: PatchSetup, order: list[Edge], target: float) -> tuple[int, float]:
+    """Smallest ``k`` whose cut top-k circuit reaches ``target`` (the whole graph, ``k = n``, always does).
 
     Invariant: ``hi`` reaches the target, ``lo`` (or -1) does not. Each round evaluates up to
-    ``_MAX_TARGET_COPIES`` evenly spread ``k`` strictly between them in one batched call.
+    ``_MAX_TARGET_COPIES`` evenly spread ``k`` strictly between them in one batched call, assuming performance
+    grows roughly with ``k``.
     """
-    n = int(ranked.numel())
+    n = len(order)
     lo, hi = -1, n
     values: dict[int, float] = {}
     per_round = max(1, min(_MAX_TARGET_COPIES, setup.copies_per_forward()))
-    dtype = setup.engine.w.dtype
     while hi - lo > 1:
         cands = _spread(lo, hi, per_round)
-        masks = torch.stack([_top_k_mask(ranked, k, shape).to(dtype) for k in cands])
+        masks = torch.stack([setup.mask_from_edges(cut(order, k)) for k in cands])
         for k, v in zip(cands, setup.values(masks).tolist()):
             values[k] = float(v)
-        passing = [k for k in cands if _share(setup, values[k]) >= target]
+        passing = [k for k in cands if setup.share(values[k]) >= target]
         if passing:
             hi = passing[0]
             lo = max([k for k in cands if k < hi], default=lo)
         else:
             lo = cands[-1]
     if hi not in values:  # the whole graph: measure it too, for the record
-        values[hi] = float(setup.values(_top_k_mask(ranked, hi, shape).to(dtype).unsqueeze(0))[0])
+        values[hi] = float(setup.values(setup.mask_from_edges(cut(order, hi)).unsqueeze(0))[0])
     return hi, values[hi]
 
 
@@ -304,8 +301,9 @@ def _spread(lo: int, hi: int, m: int) -> list[int]:
 
 
 def _check_metric(setup: PatchSetup, name: str) -> None:
-    if setup.metric.name == "accuracy":
-        raise SettingsError(f"{name} needs a differentiable metric; accuracy is not: use logit-diff, prob-diff or kl")
+    if not setup.metric.spec.differentiable:
+        raise SettingsError(f"{name} needs a differentiable metric; {setup.metric.name} is not: use logit-diff, "
+                            "prob-diff or kl")
 
 
 def _check_selection(setup: PatchSetup, threshold: Optional[float], top_k: Optional[int],
@@ -325,9 +323,7 @@ def _check_selection(setup: PatchSetup, threshold: Optional[float], top_k: Optio
     if target is not None:
         if not 0 < target <= 1:
             raise SettingsError(f"target is a share of the model's performance in (0, 1], got {target}")
-        if setup.metric.name == "accuracy":
-            raise SettingsError("target needs logit-diff, prob-diff or kl")
-        if setup.metric.name != "kl" and not setup.model_value > 0:
+        if setup.measure == KEPT_FRACTION and not setup.model_value > 0:
             raise SettingsError(
                 f"target counts the kept fraction m(circuit) / m(model), which needs m(model) > 0; the model's "
                 f"{setup.metric.name} here is {setup.model_value:.4g}"

@@ -3,9 +3,11 @@
 Lan, Torr & Barez (2023), "Towards Interpretable Sequence Continuation: Analyzing Shared Circuits in Large
 Language Models", arXiv 2311.04131 (code: apartresearch/seqcont_circuits ``loop_node_ablation_fns.py``).
 
-The procedure. Start from every head (and every MLP with ``include_mlps``; MLPs are otherwise always kept, and
-``embed`` always is). Visit the candidates in an order; remove a candidate for good when the circuit without it
-still keeps at least ``threshold`` of the model's performance. Sweep again, in the order's second direction,
+The procedure. Start from every head and every MLP (``include_mlps``, the default: the authors' loop prunes MLPs
+too, ``loop_node_ablation_fns.py`` lines 73-109 trying each layer's MLP and then its heads, and their digits
+circuit lacks MLP 5; ``include_mlps=False``, this project's earlier variant, keeps every MLP). ``embed`` is always
+kept. Visit the candidates in an order; remove a candidate for good when the circuit without it still keeps at
+least ``threshold`` of the model's performance. Sweep again, in the order's second direction,
 until a sweep removes nothing: the result is a fixed point where every single remaining removal would fall
 below the threshold. Performance is the research plan's "% of the model": ``kept_fraction`` = m(C)/m(model)
 with the setup's metric (logit difference normally); with ``kl``, whose model value is 0, MIB's faithfulness
@@ -53,13 +55,13 @@ from torch import Tensor
 
 from discovery.errors import SettingsError
 from discovery.graph import Granularity, Node, NodeKind, head, mlp
+from discovery.names import KEPT_FRACTION, SHARES
 from discovery.methods.base import MethodOutput, Progress, no_progress
 from discovery.patching import PatchSetup
 from discovery.results import ScoredNode
 
 Order = Literal["backward", "forward", "random"]
 ORDERS = ("backward", "forward", "random")
-MEASURES = ("kept_fraction", "faithfulness")
 
 
 def node_pruning(
@@ -69,7 +71,7 @@ def node_pruning(
     thresholds: Optional[Sequence[float]] = None,
     order: Order = "backward",
     orders: int = 0,
-    include_mlps: bool = False,
+    include_mlps: bool = True,
     nested: bool = False,
     measure: Optional[str] = None,
     max_batch: int = 32,
@@ -288,11 +290,12 @@ def _check(threshold: float, thresholds: Optional[Sequence[float]], order: str, 
 
 def _measure(setup: PatchSetup, measure: Optional[str]) -> str:
     if measure is None:
-        return "faithfulness" if setup.metric.name == "kl" else "kept_fraction"
-    if measure not in MEASURES:
-        raise SettingsError(f"unknown measure {measure!r}: choose one of {', '.join(MEASURES)}")
-    if measure == "kept_fraction" and setup.metric.name == "kl":
-        raise SettingsError("kl is 0 for the model, so kept_fraction is undefined: use measure='faithfulness'")
+        return setup.measure
+    if measure not in SHARES:
+        raise SettingsError(f"unknown measure {measure!r}: choose one of {', '.join(SHARES)}")
+    if measure == KEPT_FRACTION and setup.metric.spec.best_at_model:
+        raise SettingsError(f"the model scores {setup.metric.name}'s best value, so kept_fraction is undefined: "
+                            "use measure='faithfulness'")
     return measure
 
 

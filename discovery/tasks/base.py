@@ -60,6 +60,16 @@ class Task(abc.ABC):
     #: Whether the dataset builder may drop prompts whose token length differs from the most common one
     #: (generated tasks) or must refuse them (a researcher's own file).
     may_drop_prompts: bool = True
+    #: Whether the tokenizer's BOS token is put before every prompt (TransformerLens's ``to_tokens`` does); a task
+    #: whose paper tokenized without one (Lan et al.'s) says False.
+    prepend_bos: bool = True
+    #: The rule that drops prompts the model gets wrong before a run (``discovery.tasks.filtering``), or None.
+    correctness_filter: str | None = None
+    #: How many prompts a run uses unless told otherwise (the paper's dataset size where it has one).
+    default_n: int = 64
+    #: The most prompts a run may ask for: generated tasks stop here (a million prompts would only fill memory),
+    #: a file task at its line count.
+    max_n: int = 100_000
 
     @abc.abstractmethod
     def prompts(self, n: int, seed: int, corruption: str) -> list[Prompt]:

@@ -3,8 +3,9 @@
 Conventions (one for every tokenizer):
 
 - Texts are encoded with ``add_special_tokens=False``; then the tokenizer's BOS token is prepended when it
-  has one (GPT-2's ``<|endoftext|>``, the toy model's ``<bos>``), as TransformerLens's ``to_tokens`` does.
-  A tokenizer without a BOS token gets nothing prepended.
+  has one (GPT-2's ``<|endoftext|>``, the toy model's ``<bos>``), as TransformerLens's ``to_tokens`` does,
+  unless the task says its paper used none (``Task.prepend_bos``: Lan et al.'s tasks). A tokenizer without a
+  BOS token gets nothing prepended.
 - Every prompt of a dataset has one token length; the answer position is the last position.
 - Answers, wrong answers and a prompt's members must each be ONE known token (not the unknown token):
   otherwise the dataset is refused with a ``TaskError`` naming the offending items and where they occur (the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal, Sequence
 
 import torch
@@ -71,6 +72,18 @@ class TaskDataset:
 
     def __len__(self) -> int:
         return self.n
+
+    def subset(self, keep: Sequence[int], **spec_changes: Any) -> "TaskDataset":
+        """The dataset of the prompts at ``keep`` (in that order), with its content hash recomputed."""
+        idx = torch.tensor(list(keep), dtype=torch.long)
+        clean, corrupted = self.clean[idx], self.corrupted[idx]
+        answers, answers_mask = self.answers[idx], self.answers_mask[idx]
+        wrong, wrong_mask = self.wrong[idx], self.wrong_mask[idx]
+        digest = content_hash(clean.tolist(), corrupted.tolist(), _unpadded(answers, answers_mask),
+                              _unpadded(wrong, wrong_mask))
+        spec = replace(self.spec, size=len(idx), content_hash=digest, **spec_changes)
+        return replace(self, prompts=tuple(self.prompts[i] for i in keep), clean=clean, corrupted=corrupted,
+                       answers=answers, answers_mask=answers_mask, wrong=wrong, wrong_mask=wrong_mask, spec=spec)
 
 
 def _encoder(tokenizer: Any) -> Callable[[str], tuple[int, ...]]:
@@ -172,6 +185,10 @@ def _padded(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, ids >= 0
 
 
+def _unpadded(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+    return [[int(i) for i, m in zip(row, row_mask) if m] for row, row_mask in zip(ids.tolist(), mask.tolist())]
+
+
 def content_hash(clean: list, corrupted: list, answers: list, wrong: list) -> str:
     """sha256 of the canonical JSON of the token ids (unpadded answer lists)."""
     payload = {"clean": clean, "corrupted": corrupted, "answers": answers, "wrong": wrong}
@@ -188,7 +205,7 @@ def build_dataset(
     prompts = draw_prompts(task, n, seed, corruption, tokenizer)
     encode = _encoder(tokenizer)
     bos = getattr(tokenizer, "bos_token_id", None)
-    prefix = [bos] if bos is not None else []
+    prefix = [bos] if bos is not None and task.prepend_bos else []
     clean = [prefix + list(encode(p.clean)) for p in prompts]
     corrupted = [prefix + list(encode(p.corrupted)) for p in prompts]
     answers = [[encode(a)[0] for a in p.answers] for p in prompts]
@@ -216,5 +233,5 @@ def build_dataset(
         wrong=wrong_ids,
         wrong_mask=wrong_mask,
         spec=spec,
-        bos_prepended=bos is not None,
+        bos_prepended=bool(prefix),
     )

@@ -5,7 +5,8 @@ One JSON object a line::
     {"clean": "3 4 5 6", "corrupted": "8 1 4 2", "answer": " 7", "wrong": " 6"}
 
 ``answer`` (a text) or ``answers`` (a list of texts), and ``wrong`` (a text or a list). Continuations keep
-their leading space when they follow one (`` 7``). Blank lines are skipped. Every error names the file and
+their leading space when they follow one (`` 7``). ``"bos": false`` on every line says the prompts go to the
+model without the tokenizer's BOS token (as Lan et al.'s do; the default is with it). Blank lines are skipped. Every error names the file and
 the line number of the first bad line; the dataset builder's token checks name the line too.
 """
 
@@ -30,8 +31,8 @@ def _texts(value: Any, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse_line(text: str) -> Prompt:
-    """One line's prompt; raises ValueError saying what is wrong with it."""
+def parse_line(text: str) -> tuple[Prompt, bool]:
+    """One line's prompt and whether it wants BOS; raises ValueError saying what is wrong with it."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
@@ -47,10 +48,13 @@ def parse_line(text: str) -> Prompt:
     if "wrong" not in obj:
         raise ValueError("'wrong' is missing")
     wrong = _texts(obj["wrong"], "wrong")
-    unknown = set(obj) - {"clean", "corrupted", "answer", "answers", "wrong"}
+    unknown = set(obj) - {"clean", "corrupted", "answer", "answers", "wrong", "bos"}
     if unknown:
         raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
-    return Prompt(clean=obj["clean"], corrupted=obj["corrupted"], answers=answers, wrong=wrong)
+    bos = obj.get("bos", True)
+    if not isinstance(bos, bool):
+        raise ValueError("'bos' must be true or false")
+    return Prompt(clean=obj["clean"], corrupted=obj["corrupted"], answers=answers, wrong=wrong), bos
 
 
 @dataclass(frozen=True, repr=False)
@@ -64,6 +68,9 @@ class FileTask(Task):
     corruptions: tuple[str, ...] = (FILE_CORRUPTION,)
     default_corruption: str = FILE_CORRUPTION
     may_drop_prompts: bool = False
+    prepend_bos: bool = True  # set from the file
+    default_n: int = 0  # every prompt of the file: set from it
+    max_n: int = 0  # likewise
     _prompts: tuple[Prompt, ...] = field(default=(), compare=False)
     _lines: tuple[int, ...] = field(default=(), compare=False)
 
@@ -73,20 +80,27 @@ class FileTask(Task):
         p = Path(self.path)
         if not p.is_file():
             raise TaskError(f"no prompts file {self.path!r}")
-        prompts, lines = [], []
+        prompts, lines, wants_bos = [], [], set()
         with p.open(encoding="utf-8") as fh:
             for number, text in enumerate(fh, start=1):
                 if not text.strip():
                     continue
                 try:
-                    prompts.append(parse_line(text))
+                    prompt, bos = parse_line(text)
                 except (ValueError, TaskError) as err:
                     raise TaskError(f"{self.path} line {number}: {err}") from None
+                if wants_bos and bos not in wants_bos:
+                    raise TaskError(f"{self.path} line {number}: 'bos' differs from the lines before it")
+                prompts.append(prompt)
+                wants_bos.add(bos)
                 lines.append(number)
         if not prompts:
             raise TaskError(f"{self.path}: no prompts in the file")
         object.__setattr__(self, "_prompts", tuple(prompts))
         object.__setattr__(self, "_lines", tuple(lines))
+        object.__setattr__(self, "prepend_bos", wants_bos != {False})
+        object.__setattr__(self, "default_n", len(prompts))
+        object.__setattr__(self, "max_n", len(prompts))
 
     def __len__(self) -> int:
         return len(self._prompts)
@@ -102,20 +116,27 @@ class FileTask(Task):
         return f"{self.path} line {self._lines[index]}"
 
 
-def prompt_record(p: Prompt) -> dict[str, Any]:
+def prompt_record(p: Prompt, bos: bool = True) -> dict[str, Any]:
     """The JSONL object of one prompt (lists for answers and wrong, so every task exports alike)."""
-    return {"clean": p.clean, "corrupted": p.corrupted, "answers": list(p.answers), "wrong": list(p.wrong)}
+    record: dict[str, Any] = {"clean": p.clean, "corrupted": p.corrupted, "answers": list(p.answers),
+                              "wrong": list(p.wrong)}
+    return record if bos else {**record, "bos": False}
+
+
+def jsonl_lines(data: Union["TaskDatasetLike", Iterable[Prompt]]) -> Iterable[str]:
+    """Prompts (a dataset's, or any iterable of ``Prompt``) as the JSONL lines ``file:PATH`` reads back."""
+    bos = getattr(data, "bos_prepended", True)
+    for p in getattr(data, "prompts", data):
+        yield json.dumps(prompt_record(p, bos), ensure_ascii=False) + "\n"
 
 
 def export_jsonl(data: Union["TaskDatasetLike", Iterable[Prompt]], path: str | Path) -> int:
-    """Write prompts (a dataset's, or any iterable of ``Prompt``) as JSONL that ``file:PATH`` reads back."""
-    prompts = getattr(data, "prompts", data)
-    count = 0
-    with Path(path).open("w", encoding="utf-8") as fh:
-        for p in prompts:
-            fh.write(json.dumps(prompt_record(p), ensure_ascii=False) + "\n")
-            count += 1
-    return count
+    """Write prompts as JSONL (see ``jsonl_lines``), whole or not at all (``discovery.files``)."""
+    from discovery.files import write_text_atomic
+
+    lines = list(jsonl_lines(data))
+    write_text_atomic(path, "".join(lines))
+    return len(lines)
 
 
 TaskDatasetLike = Any  # a TaskDataset; named loosely so this module does not import torch

@@ -1,9 +1,11 @@
-"""Sequence continuation (Lan, Torr & Barez 2023, arXiv 2311.04131): ``3 4 5 6`` -> `` 7``.
+"""Bare-list sequence continuation: ``3 4 5 6`` -> `` 7`` (the ``*-list`` tasks and ``decreasing``).
 
+The plain lists Lan, Torr & Barez (2023, arXiv 2311.04131) use for their OV analyses ("1 2 3 4"); their circuits
+come from sentence templates, which are the tasks ``digits``/``numwords``/``months`` (``discovery.tasks.seqcont``).
 Wrong answer: the last member repeated (the paper's logit-difference metric). Corruptions, each keeping the
-prompt's length in members (and so in tokens, members being single tokens):
+prompt's length in members (and so in tokens, members being single tokens), shared with the template tasks:
 
-    random       random members of the same kind (the paper's mean-ablation data; default)
+    random       random members of the same kind (default)
     repeat-all   the first member repeated: ``1 1 1 1``
     random-some  one member, at a random position, replaced by another
     shuffled     the clean members in another order

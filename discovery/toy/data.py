@@ -3,14 +3,18 @@
 A model trained on ``+1`` sequences alone learns a bigram from the last token (mean-ablating all its heads
 costs little). Here the last token alone never decides the answer:
 
-- sequences of digits 0-99 in steps of +-1, +-2, +-3 (number words and months in steps of +-1, +-2), 3 to 6
+- bare lists of digits 0-99 in steps of +-1, +-2, +-3 (number words and months in steps of +-1, +-2), 2 to 6
   members long: the step must be read from the earlier members;
+- Lan et al.'s sentence templates (``discovery.tasks.seqcont``: ``Van done in 1. ... Sun done in`` -> `` 5``) for
+  digits 1-12, number words and months: the members sit five tokens apart behind words that change;
 - greater-than and less-than prompts with the same century and year tokens: the threshold ``YY`` and the
   direction (``lasted from .. to`` vs ``ended in .. and began in``) are in context;
 - IOI prompts: the indirect object is whichever of the two earlier names is not repeated.
 
 Each example is a prompt and the set of tokens that are right after it (years: every year above or below
-the threshold, weighted alike). Prompts come from the task classes themselves, so training text and task
+the threshold, weighted alike). Half the examples, drawn by a seeded coin, start with ``<bos>`` and half do not,
+so that the model does its tasks both ways (Lan et al.'s prompts have none; the other tasks' datasets have one)
+and cannot learn a list's length from its absolute positions. Prompts come from the task classes themselves, so training text and task
 text cannot drift apart. The generator is seeded from its own namespace (``toy-train``), never the seeds
 ``circuits toy eval`` draws held-out prompts with.
 """
@@ -24,10 +28,11 @@ import torch
 
 from discovery.tasks.base import Task
 from discovery.tasks.ioi import IOITask
-from discovery.tasks.sequences import DIGITS, MONTHS, NUMWORDS, SequenceTask
+from discovery.tasks.seqcont import digits, months, numwords
+from discovery.tasks.sequences import DIGITS, MONTHS, NUMWORDS, SequenceTask, seeded
 from discovery.tasks.years import greater_than, less_than
 
-LENGTHS = (3, 4, 5, 6)
+LENGTHS = (2, 3, 4, 5, 6)
 DIGIT_STEPS = (1, 2, 3, -1, -2, -3)
 WORD_STEPS = (1, 2, -1, -2)
 
@@ -49,12 +54,13 @@ def mixture() -> list[tuple[Task, float]]:
                     pass
         return out
 
-    family(seqs("digits", DIGITS, DIGIT_STEPS), 0.30)
-    family(seqs("numwords", NUMWORDS, WORD_STEPS), 0.12)
-    family(seqs("months", MONTHS, WORD_STEPS), 0.12)
-    family([greater_than()], 0.12)
-    family([less_than()], 0.12)
-    family([IOITask()], 0.22)
+    family(seqs("digits", DIGITS, DIGIT_STEPS), 0.16)
+    family(seqs("numwords", NUMWORDS, WORD_STEPS), 0.07)
+    family(seqs("months", MONTHS, WORD_STEPS), 0.07)
+    family([digits(), numwords(), months()], 0.30)
+    family([greater_than()], 0.10)
+    family([less_than()], 0.10)
+    family([IOITask()], 0.20)
     return parts
 
 
@@ -79,9 +85,11 @@ def make_training_set(tokenizer: Any, size: int, seed: int) -> TrainingSet:
     right: list[list[int]] = []
     bos = tokenizer.bos_token_id
     vocab = tokenizer.get_vocab()
+    coin = seeded("toy-train-bos", seed)
     for k, ((task, _), count) in enumerate(zip(parts, counts)):
         for p in task.prompts(count, seed=training_seed(seed, k), corruption=None):
-            rows.append([bos] + tokenizer(p.clean, add_special_tokens=False)["input_ids"])
+            prefix = [bos] if coin.random() < 0.5 else []
+            rows.append(prefix + tokenizer(p.clean, add_special_tokens=False)["input_ids"])
             right.append([vocab[a.strip()] for a in p.answers])
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))
     width = max(len(r) for r in rows)

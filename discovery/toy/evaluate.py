@@ -29,6 +29,7 @@ from discovery.tasks.sequences import DIGITS, SequenceTask
 
 EVAL_SEED = 20_240_001
 CONTEXT_STEPS = (1, 2, -1)
+LIST_LENGTHS = (2, 3, 4, 5, 6)
 
 
 def load(model_dir: Path | str) -> tuple[Any, Any]:
@@ -199,16 +200,31 @@ def task_accuracies(model: Any, tokenizer: Any, n: int = 200, seed: int = EVAL_S
     return out
 
 
+def length_checks(model: Any, tokenizer: Any, n: int = 200, seed: int = EVAL_SEED) -> list[dict[str, Any]]:
+    """Top-1 accuracy on bare digit lists of 2 to 6 members, with and without BOS: a model that learned the
+    prompt's length from absolute positions fails on some of them (``1 2 3`` without BOS, say)."""
+    rows = []
+    for length in LIST_LENGTHS:
+        data = build_dataset(SequenceTask(f"list{length}", "", DIGITS, length=length), tokenizer, n=n, seed=seed)
+        for bos in (True, False):
+            tokens = data.clean if bos else data.clean[:, 1:]
+            rows.append({"members": length, "bos": bos, "n": data.n,
+                         "accuracy": top1_accuracy(final_logits(model, tokens), data)})
+    return rows
+
+
 def evaluate(model_dir: Path | str, n: int = 200, seed: int = EVAL_SEED) -> dict[str, Any]:
-    """The report ``circuits toy eval`` prints: per-task accuracy, and the context-reading checks."""
+    """The report ``circuits toy eval`` prints: per-task accuracy, lists by length, and the context checks."""
     model, tokenizer = load(model_dir)
     with torch.inference_mode():
         tasks = task_accuracies(model, tokenizer, n, seed)
+        lengths = length_checks(model, tokenizer, n, seed)
         checks = context_checks(model, tokenizer, n, seed)
     return {
         "model_dir": str(model_dir),
         "seed": seed,
         "tasks": tasks,
+        "lists": lengths,
         "context": [
             {"check": c.name, "accuracy": c.normal, "ablated_accuracy": c.ablated, "n": c.n} for c in checks
         ],

@@ -30,7 +30,7 @@ class ToyConfig:
     d_model: int = 128
     d_mlp: int = 512
     n_ctx: int = 32
-    steps: int = 1500
+    steps: int = 2500
     batch_size: int = 128
     lr: float = 2e-3
     warmup: int = 200

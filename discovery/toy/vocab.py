@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from discovery.tasks.ioi import NAMES, OBJECTS, PLACES, TEMPLATES
+from discovery.tasks.seqcont import FIRST_NAMES, OBJECT_WORDS
+from discovery.tasks.seqcont import TEMPLATES as SEQCONT_TEMPLATES
 from discovery.tasks.sequences import MONTHS, NUMWORDS
 from discovery.tasks.years import NOUNS, greater_than, less_than
 
@@ -24,7 +26,7 @@ PUNCTUATION: tuple[str, ...] = (",", ".")
 
 def template_words() -> list[str]:
     """The fixed words of the built-in templates (slots removed), in first-seen order."""
-    texts = [greater_than().template, less_than().template, *TEMPLATES]
+    texts = [greater_than().template, less_than().template, *TEMPLATES, *(f"{t.verb} in" for t in SEQCONT_TEMPLATES)]
     words: list[str] = []
     for text in texts:
         for word in text.replace(",", " , ").replace(".", " . ").split():
@@ -34,10 +36,12 @@ def template_words() -> list[str]:
 
 
 def vocabulary() -> list[str]:
-    """Every token, in id order: specials, numbers, number words, months, days, names, nouns, template words."""
+    """Every token, in id order: specials, numbers, number words, months, days, names, nouns, template words, and
+    the object words and first names of Lan et al.'s templates."""
     vocab: list[str] = []
     groups = (SPECIALS, NUMBERS, NUMWORDS, MONTHS, DAYS, NAMES, NOUNS, PLACES, OBJECTS, PUNCTUATION)
-    for group in (*groups, tuple(template_words())):
+    groups += (OBJECT_WORDS, FIRST_NAMES)
+    for group in (*groups[:-2], tuple(template_words()), *groups[-2:]):
         for word in group:
             if word not in vocab:
                 vocab.append(word)

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import click
 import pytest
 import torch
 from click.testing import CliRunner, Result
@@ -15,19 +14,10 @@ from click.testing import CliRunner, Result
 from catalog import queries
 from catalog.db import connect, session_scope
 from catalog.records import NewCircuit, NodeRecord
-from cli import analyze_cmds, catalog_cmds
-from cli.main import CircuitsGroup
+from cli import analyze_cmds
+from cli.main import cli as circuits
 
 torch.set_num_threads(1)
-
-
-@click.group(cls=CircuitsGroup)
-def circuits() -> None:
-    """The analysis and catalog commands under the real group's error handling."""
-
-
-for _command in [*analyze_cmds.COMMANDS, *catalog_cmds.COMMANDS]:
-    circuits.add_command(_command)
 
 NODES = ("embed", "a0.0", "a0.2", "m0", "logits")
 
@@ -37,7 +27,7 @@ def db(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     engine = connect(url)
     with session_scope(engine) as s:
-        queries.save_circuit(s, NewCircuit(name="toy-digits", model="toy", task="digits", source="discovered",
+        queries.save_circuit(s, NewCircuit(name="toy-digits", model="toy", task="digits-list", source="discovered",
                                            nodes=tuple(NodeRecord.from_key(k) for k in NODES)))
     engine.dispose()
     return url
@@ -110,7 +100,7 @@ def test_analyze_stores_figures_and_roles_and_writes_plots(db: str, run_cli, tmp
     nodes = {n["key"]: n for n in record["nodes"]}
     a00 = nodes["a0.0"]["attributes"]
     assert {"attention", "ov", "dla", "roles"} <= set(a00)
-    assert a00["attention"]["settings"]["task"] == "digits" and a00["attention"]["settings"]["n_prompts"] == 4
+    assert a00["attention"]["settings"]["task"] == "digits-list" and a00["attention"]["settings"]["n_prompts"] == 4
     assert a00["ov"]["settings"]["tokens"]["months"][0] == "January"
     assert sum(a00["attention"]["shares"].values()) == pytest.approx(1.0, abs=1e-3)
     assert nodes["a0.0"]["role_source"] == "analysis" and nodes["a0.0"]["role_note"]
@@ -129,7 +119,7 @@ def test_analyze_stores_figures_and_roles_and_writes_plots(db: str, run_cli, tmp
     assert "role score" in shown and "boosting" in shown
     holds = run_cli("holds", "m0").stdout.splitlines()
     assert holds[0].split()[:6] == ["circuit", "model", "task", "role", "role", "score"]
-    assert holds[2].split()[:4] == ["toy-digits", "toy", "digits", "boosting"]
+    assert holds[2].split()[:4] == ["toy-digits", "toy", "digits-list", "boosting"]
 
 
 def test_analyze_needs_a_task_when_the_circuit_has_none(tmp_path: Path) -> None:

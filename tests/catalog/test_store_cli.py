@@ -16,26 +16,21 @@ from catalog import queries
 from catalog.db import VERSION_TABLE, connect, head_revision, session_scope, to_url
 from catalog.models import Base
 from catalog.records import NewCircuit
-from cli.catalog_cmds import COMMANDS
-from cli.main import CircuitsGroup
+from cli.main import cli as circuits
+from cli.main import load_command
+from discovery.config import make_config
 from discovery.results import ModelSpec
 
-
-@click.group(cls=CircuitsGroup)
-def circuits() -> None:
-    """The catalog commands under the real group's error handling (other concerns' commands left out)."""
-
-
-for _command in COMMANDS:
-    circuits.add_command(_command)
+CATALOG_COMMANDS = ("db", "list", "show", "holds", "runs", "delete")
 
 
 def _all_commands() -> Iterator[tuple[str, click.Command]]:
-    for command in COMMANDS:
-        yield command.name or "", command
+    for name in CATALOG_COMMANDS:
+        command = load_command(name)
+        yield name, command
         if isinstance(command, click.Group):
             for sub in command.commands.values():
-                yield f"{command.name} {sub.name}", sub
+                yield f"{name} {sub.name}", sub
 
 
 @pytest.fixture
@@ -67,9 +62,7 @@ def test_every_command_has_help_with_an_example(name: str, command: click.Comman
 
 
 def test_the_real_circuits_group_carries_the_catalog_commands() -> None:
-    from cli.main import cli
-
-    assert {"db", "list", "show", "holds", "runs", "delete"} <= set(cli.commands)
+    assert set(CATALOG_COMMANDS) <= set(circuits.list_commands(click.Context(circuits)))
 
 
 def test_list_prints_a_table_and_json(seeded: str, run_cli: Callable[..., Result]) -> None:
@@ -137,10 +130,15 @@ def test_show_json_has_the_documented_fields(seeded: str, run_cli: Callable[...,
 
 
 def test_show_threshold_recuts_stored_scores(seeded: str, run_cli: Callable[..., Result]) -> None:
-    shown = json.loads(run_cli("show", "tiny", "--threshold", "1", "--json").stdout)
-    assert [(e["src"], e["dst"]) for e in shown["edges"]] == [("a1.0", "m1"), ("m1", "logits")]
-    assert [n["key"] for n in shown["nodes"]] == ["embed", "a1.0", "m1", "logits"]
-    assert shown["threshold"] == 1.0
+    shown = json.loads(run_cli("show", "tiny", "--threshold", "0.2", "--json").stdout)
+    assert [(e["src"], e["dst"]) for e in shown["edges"]] == [("embed", "a0.1"), ("a0.1", "a1.0"), ("a1.0", "m1"),
+                                                              ("m1", "logits")]
+    assert [n["key"] for n in shown["nodes"]] == ["embed", "a0.1", "a1.0", "m1", "logits"]
+    assert shown["threshold"] == 0.2
+    # The one cut rule: at 1, a1.0->m1 and m1->logits pass, but a1.0 then receives nothing, so both dangle.
+    assert json.loads(run_cli("show", "tiny", "--threshold", "1", "--json").stdout)["edges"] == []
+    refused = run_cli("show", "tiny", "--threshold", "-1")
+    assert refused.exit_code != 0 and len(refused.stderr.strip().splitlines()) == 1
     text_lines = run_cli("show", "tiny", "--threshold", "0.001").stdout.splitlines()
     assert "threshold    0.001 (re-cut from stored scores)" in text_lines
     assert "edges        5 kept of 5 scored" in text_lines
@@ -175,7 +173,7 @@ def test_runs_lists_status_and_error(sqlite_url: str, run_cli: Callable[..., Res
     engine = connect(sqlite_url)
     spec = ModelSpec(name="toy", source="local/toy", n_layers=2, n_heads=2, d_model=8)
     with session_scope(engine) as s:
-        run = queries.start_run(s, "acdc", "kl", spec, "digits")
+        run = queries.start_run(s, make_config("toy", "digits", "acdc"), spec)
         failed = queries.finish_run(s, run.id, "failed", "RuntimeError: out of memory\ntraceback...")
     engine.dispose()
     started, finished = (t.strftime("%Y-%m-%d %H:%M:%S") for t in (failed.started_at, failed.finished_at))

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, event, func, select
 
 import catalog.circuits as circuits
 from catalog import queries
+from discovery.config import make_config
 from catalog.db import session_scope
 from catalog.errors import AlreadyExists, CatalogError, InvalidCircuit, NotFound
 from catalog.models import Edge, Node
@@ -84,8 +85,14 @@ def _edges(*keys: str) -> tuple[EdgeRecord, ...]:
         (dict(edges=(EdgeRecord("a0.1", "m1", "q"),)), "only attention heads have q/k/v"),
         (dict(source="blog"), "source must be one of discovered, published, imported"),
         (dict(threshold=math.nan), "threshold must be finite"),
-        (dict(name=" spaced "), "without leading or trailing spaces"),
-        (dict(model=""), "names no model"),
+        (dict(name=" spaced "), "may not start or end with spaces"),
+        (dict(name="a/b"), "may not hold / or"),
+        (dict(name=".."), "may not hold / or"),
+        (dict(name="tab\there"), "control characters"),
+        (dict(name="x" * 201), "at most 200 characters"),
+        (dict(model=""), "model name must be non-empty"),
+        (dict(model="m" * 1000), "model name may have at most 200 characters"),
+        (dict(task="t" * 201), "task name may have at most 200 characters"),
     ],
 )
 def test_malformed_circuits_are_refused_whole(
@@ -100,7 +107,7 @@ def test_malformed_circuits_are_refused_whole(
 
 def test_nodes_outside_a_known_model_shape_are_refused(engine: Engine, make_circuit: NewFactory) -> None:
     with session_scope(engine) as s:
-        queries.start_run(s, "eap", "kl", _spec("tiny-model", 2, 4), None)
+        queries.start_run(s, make_config("tiny-model", "ioi", "eap"), _spec("tiny-model", 2, 4))
     bad = make_circuit(model="tiny-model", nodes=(NodeRecord.from_key("a5.0"),), edges=())
     with pytest.raises(InvalidCircuit, match="a5.0 is not in a model of 2 layers x 4 heads"):
         _save(engine, bad)
@@ -211,11 +218,15 @@ def test_delete_removes_the_circuit_with_its_rows(engine: Engine, make_circuit: 
 
 def test_recut_thresholds_stored_scores(engine: Engine, make_circuit: NewFactory) -> None:
     record = _save(engine, make_circuit())
-    high = queries.recut(record, 1.0)
-    assert [e.key for e in high.kept_edges] == ["a1.0->m1", "m1->logits"]
-    assert [n.key for n in high.kept_nodes] == ["embed", "a1.0", "m1", "logits"]
+    mid = queries.recut(record, 0.2)  # every edge but embed->m1 (0.01): a connected circuit
+    assert [e.key for e in mid.kept_edges] == ["embed->a0.1.v", "a0.1->a1.0.q", "a1.0->m1", "m1->logits"]
+    assert [n.key for n in mid.kept_nodes] == ["embed", "a0.1", "a1.0", "m1", "logits"]
+    high = queries.recut(record, 1.0)  # a1.0->m1 and m1->logits pass but dangle: a1.0 receives nothing
+    assert high.kept_edges == () and [n.key for n in high.kept_nodes] == ["embed", "logits"]
     low = queries.recut(record, 0.0)
     assert len(low.kept_edges) == 5 and high.threshold == 1.0
+    with pytest.raises(InvalidCircuit, match="finite number >= 0"):
+        queries.recut(record, -1.0)
     nodes_only = _save(engine, make_circuit("nodes", edges=(), edges_known=False))
     with pytest.raises(InvalidCircuit, match="lists nodes only"):
         queries.recut(nodes_only, 0.5)

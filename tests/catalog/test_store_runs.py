@@ -1,4 +1,5 @@
-"""Covers: run lifecycle (start, finish, tracked_run), save_result for edge and node results, visibility."""
+"""Covers: run lifecycle (start, finish, fail), save_result for edge and node results, the Catalog recorder,
+visibility."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from sqlalchemy import Engine
 
 from catalog import queries
 from catalog.db import session_scope
-from catalog.errors import CatalogError, InvalidCircuit, NotFound
+from catalog.api import Catalog
+from catalog.errors import AlreadyExists, CatalogError, InvalidCircuit, NotFound
+from discovery.config import make_config
 from discovery.graph import ComponentGraph, Granularity, ModelShape, head, mlp
 from discovery.results import DatasetSpec, DiscoveryResult, ModelSpec, ScoredEdge, ScoredNode
 
@@ -25,12 +28,17 @@ MODEL = ModelSpec(
     versions={"transformer_lens": "4.3"},
     flags={"use_split_qkv_input": True},
 )
-DATA = DatasetSpec(task="digits", corruption="random-digit", size=16, seed=3, content_hash="sha256:def")
+DATA = DatasetSpec(task="digits", corruption="random", size=16, seed=3, content_hash="sha256:def", filter="lan2023",
+                   drawn=20)
+
+
+def _config(method: str = "eap") -> Any:
+    settings = {"top_k": 3} if method == "eap" else {}
+    return make_config("toy", "digits", method, n_prompts=20, seed=3, settings=settings)
 
 
 def _start(session: Any, model: ModelSpec = MODEL, method: str = "eap") -> Any:
-    return queries.start_run(session, method, "logit_diff", model, "digits", DATA, {"top_k": 3}, 3, "cpu",
-                             "float32", "abc123")
+    return queries.start_run(session, _config(method), model, DATA, "abc123")
 
 
 def _edge_result(method: str = "eap") -> DiscoveryResult:
@@ -41,7 +49,7 @@ def _edge_result(method: str = "eap") -> DiscoveryResult:
         for i, e in enumerate(graph.edges)
     )
     nodes = (ScoredNode(head(1, 0), 0.7, True, {"ov": {"copy": 0.5}}), ScoredNode(mlp(1), 0.01, False))
-    return DiscoveryResult(method=method, metric="logit_diff", params={"top_k": 3}, model=MODEL, dataset=DATA,
+    return DiscoveryResult(config=_config(method), params={"top_k": 3}, model=MODEL, dataset=DATA,
                            granularity=Granularity.QKV, edges=edges, nodes=nodes, threshold=0.05,
                            performance={"kl": 0.1, "odd": math.inf})
 
@@ -49,11 +57,13 @@ def _edge_result(method: str = "eap") -> DiscoveryResult:
 def test_a_run_starts_running_and_records_what_made_it(engine: Engine) -> None:
     with session_scope(engine) as s:
         run = _start(s)
-    assert (run.status, run.method, run.metric, run.model, run.task) == ("running", "eap", "logit_diff", "toy",
+    assert (run.status, run.method, run.metric, run.model, run.task) == ("running", "eap", "logit-diff", "toy",
                                                                          "digits")
     assert (run.seed, run.device, run.dtype, run.code_version, run.dataset_hash) == (3, "cpu", "float32", "abc123",
                                                                                    "sha256:def")
-    assert run.settings == {"top_k": 3} and run.finished_at is None and run.started_at.tzinfo is None
+    assert run.settings == {**_config().as_dict(), "filter_kept": {"kept": 16, "of": 20}}
+    assert run.settings["settings"]["top_k"] == 3 and run.settings["n_prompts"] == 20
+    assert run.finished_at is None and run.started_at.tzinfo is None
 
 
 def test_finishing_a_run_records_status_time_and_error(engine: Engine) -> None:
@@ -93,6 +103,8 @@ def test_save_result_of_an_edge_method_keeps_every_score_and_succeeds_the_run(en
     assert got.node("a1.0").score == 0.7 and got.node("a1.0").attributes == {"ov": {"copy": 0.5}}
     assert got.performance["odd"] == math.inf
     assert got.metadata["granularity"] == "qkv" and got.metadata["params"] == {"top_k": 3}
+    assert got.metadata["config"] == _config().as_dict() and got.metadata["config_key"] == _config().key
+    assert got.metadata["score_sign"] == "metric"
     assert (done.status, done.circuit_names) == ("succeeded", ("digits-eap",))
     with session_scope(engine) as s:
         with pytest.raises(CatalogError, match="already finished as succeeded"):
@@ -101,7 +113,7 @@ def test_save_result_of_an_edge_method_keeps_every_score_and_succeeds_the_run(en
 
 def test_save_result_of_a_node_method_stores_nodes_only(engine: Engine) -> None:
     nodes = (ScoredNode(head(0, 0), 0.9, True), ScoredNode(head(0, 1), 0.05, False), ScoredNode(mlp(1), 0.4, True))
-    result = DiscoveryResult(method="node-pruning", metric="kl", params={}, model=MODEL, dataset=DATA,
+    result = DiscoveryResult(config=_config("node-pruning"), model=MODEL, dataset=DATA,
                              granularity=Granularity.NODES, nodes=nodes)
     with session_scope(engine) as s:
         run = _start(s, method="node-pruning")
@@ -133,26 +145,27 @@ def test_a_model_name_cannot_change_its_shape_or_weights(engine: Engine) -> None
             _start(s, model=reweighted)
 
 
-def test_tracked_run_records_success_failure_and_interruption(engine: Engine) -> None:
-    args = ("eap", "kl", MODEL, "digits")
-    with queries.tracked_run(engine, *args, dataset=DATA) as ok:
-        pass
-    with pytest.raises(ValueError):
-        with queries.tracked_run(engine, *args) as bad:
-            raise ValueError("metric is nan")
-    with pytest.raises(KeyboardInterrupt):
-        with queries.tracked_run(engine, *args) as stopped:
-            raise KeyboardInterrupt
-    with queries.tracked_run(engine, *args) as saved:
-        with session_scope(engine) as s:
-            queries.save_result(s, saved.id, _edge_result(), "tracked")
-    with session_scope(engine) as s:
-        runs = {r.id: r for r in queries.list_runs(s)}
-        assert [r.id for r in queries.list_runs(s, status="failed")] == [bad.id]
-    assert runs[ok.id].status == "succeeded"
-    assert (runs[bad.id].status, runs[bad.id].error) == ("failed", "ValueError: metric is nan")
-    assert (runs[stopped.id].status, runs[stopped.id].error) == ("interrupted", "interrupted (KeyboardInterrupt)")
-    assert (runs[saved.id].status, runs[saved.id].circuit_names) == ("succeeded", ("tracked",))
+def test_the_catalog_records_a_run_from_start_to_success_failure_or_interruption(engine: Engine) -> None:
+    catalog = Catalog(engine=engine)
+    ok = catalog.start(_config(), MODEL, DATA)
+    saved = catalog.finish(ok, _edge_result(), None)
+    assert saved.name == f"toy-digits-eap-r{ok}"  # the default name
+    bad = catalog.start(_config(), MODEL, DATA)
+    catalog.fail(bad, "failed", "ValueError: metric is nan")
+    stopped = catalog.start(_config(), MODEL, DATA)
+    catalog.fail(stopped, "interrupted", "interrupted (SIGTERM)")
+    catalog.fail(ok, "failed", "too late")  # a finished run stays as it finished
+    runs = {r.id: r for r in catalog.runs()}
+    assert (runs[ok].status, runs[ok].circuit_names) == ("succeeded", (saved.name,))
+    assert (runs[bad].status, runs[bad].error) == ("failed", "ValueError: metric is nan")
+    assert (runs[stopped].status, runs[stopped].error) == ("interrupted", "interrupted (SIGTERM)")
+    assert [r.id for r in catalog.runs("failed")] == [bad]
+    catalog.check_name("free")
+    with pytest.raises(AlreadyExists):
+        catalog.check_name(saved.name)
+    for bad_name in (" x", "a/b", "..", "x\n", "x" * 201):
+        with pytest.raises(InvalidCircuit):
+            catalog.check_name(bad_name)
 
 
 def test_a_circuit_is_invisible_to_other_readers_until_its_save_commits(engine: Engine) -> None:

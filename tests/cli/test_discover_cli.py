@@ -131,7 +131,10 @@ def test_evaluate_reports_faithfulness_random_baselines_and_the_curve(db: str, t
     assert row["name"] == "d" and row["level"] == "edges" and 0 <= row["accuracy"] <= 1
     assert row["random"]["n"] == 3 and "lost" in row["ablate_shared_with"]
     curve = report["curves"]["d"]
-    assert curve["faithfulness"][-1] == pytest.approx(1.0, abs=1e-4) and "cpr" in curve
+    for ranking in ("signed", "absolute"):
+        assert curve[ranking]["faithfulness"][-1] == pytest.approx(1.0, abs=1e-4)
+    assert curve["ranking"] == "mib" and "cpr" in curve and "MIB's rules" in curve["rule"]
+    assert report["ablation"] == "patch" and report["defaults_from"] == "its run"
     assert plot.stat().st_size > 0
 
 
@@ -162,7 +165,8 @@ def test_ablation_at_chosen_positions_is_recorded(db: str) -> None:
     assert record["settings"]["positions"] == [-1]
     bad = CliRunner().invoke(cli, ["discover", "--task", "digits", "--method", "acdc", "--positions", "x",
                                    "--db", db])
-    assert bad.exit_code == 2 and "integers" in bad.stderr
+    assert bad.exit_code == 1 and "--positions: expected a whole number" in bad.stderr
+    assert len(runs(db)) == 1  # refused before any run was recorded
 
 
 def test_a_discovered_circuit_exports_to_eap_ig_and_back(db: str, tmp_path: Path) -> None:

@@ -179,7 +179,7 @@ def test_eap_ig_export_then_import_gives_the_same_edges_and_scores() -> None:
 def test_eap_ig_writes_unscored_edges_as_one_or_zero() -> None:
     ioi = load_reference("ioi-wang2022")
     data = write_circuit(ioi, "eap-ig")
-    assert len(data["edges"]) == 182 and all(e == {"score": 1.0, "in_graph": True} for e in data["edges"].values())
+    assert len(data["edges"]) == 963 and all(e == {"score": 1.0, "in_graph": True} for e in data["edges"].values())
     assert "a8.h6->a9.h9<q>" in data["edges"]
     with pytest.raises(InvalidCircuit, match="known only by its nodes"):
         write_circuit(load_reference("digits-lan2023"), "eap-ig")

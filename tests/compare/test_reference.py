@@ -58,7 +58,8 @@ def test_ioi_has_26_heads_in_seven_classes() -> None:
     }
     assert roles["name mover"] == {"a9.9", "a10.0", "a9.6"}
     assert roles["S-inhibition"] == {"a7.3", "a7.9", "a8.6", "a8.10"}
-    assert len(heads("ioi-wang2022")) == 26 and mlps("ioi-wang2022") == set()
+    # ACDC's ground truth keeps every MLP on the paths between the heads (acdc/ioi/utils.py:205-289).
+    assert len(heads("ioi-wang2022")) == 26 and mlps("ioi-wang2022") == {f"m{i}" for i in range(12)}
 
 
 def test_ioi_edges_follow_the_class_connections() -> None:
@@ -66,14 +67,18 @@ def test_ioi_edges_follow_the_class_connections() -> None:
     # previous token -> induction enters k and v only; S-inhibition -> movers enters q only.
     assert {"a2.2->a5.5.k", "a2.2->a5.5.v", "a8.6->a9.9.q", "a8.10->a11.10.q", "a10.7->logits"} <= edges
     assert "a2.2->a5.5.q" not in edges and "a8.6->a9.9.k" not in edges
-    # Hand count: 6 + 9 + 4 + 26 into heads from embed, 16 + 32 + 24 + 52 between heads, 13 into logits.
-    assert len(edges) == 182
+    # Hand count: 6 + 9 + 4 + 26 into heads from embed, 16 + 32 + 24 + 52 between heads, 13 into logits;
+    # plus 780 edges into or out of an MLP and embed->logits (tests/compare/test_reference_edges.py).
+    not_mlp = {e for e in edges if not any(part.startswith("m") for part in e.split("->"))}
+    assert len(not_mlp - {"embed->logits"}) == 182 and "embed->logits" in edges
+    assert len(edges) == 963
 
 
 def test_greater_than_is_acdc_encoding_with_contested_heads_recorded() -> None:
     gt = load_reference("greater-than-hanna2023")
     assert heads("greater-than-hanna2023") == {"a0.1", "a0.3", "a0.5", "a5.5", "a6.1", "a6.9", "a7.10", "a8.11", "a9.1"}
-    assert mlps("greater-than-hanna2023") == {"m0", "m1", "m2", "m3", "m8", "m9", "m10", "m11"}
+    # MLPs 4-7 come with ACDC's clean-query block (acdc/greaterthan/utils.py:309-320).
+    assert mlps("greater-than-hanna2023") == {f"m{i}" for i in range(12)}
     contested = {c["node"]: c["in_this_circuit"] for c in gt.metadata["contested"]}
     assert contested == {"a5.1": False, "a6.1": True, "a8.8": False}
     ids = {s["id"] for s in gt.metadata["sources"]}
@@ -81,17 +86,33 @@ def test_greater_than_is_acdc_encoding_with_contested_heads_recorded() -> None:
     edges = {e.key for e in gt.edges}
     assert "a9.1->m9" in edges and "a9.1->m8" not in edges  # a later layer cannot feed an earlier MLP
     assert {"m0->m1", "m2->m3", "m8->m11", "m9->logits"} <= edges
+    assert len(edges) == 235
 
 
 def test_ioi_and_greater_than_share_exactly_the_heads_both_papers_list() -> None:
     # By hand from the facts file: IOI's duplicate-token 0.1, induction 5.5 and 6.9 are also
-    # greater-than heads (0.1 early attention; 5.5, 6.9 mid attention); no other head and no MLP is in both.
-    result = overlap([load_reference("ioi-wang2022"), load_reference("greater-than-hanna2023")])
+    # greater-than heads (0.1 early attention; 5.5, 6.9 mid attention); no other head is in both.
+    both = [load_reference("ioi-wang2022"), load_reference("greater-than-hanna2023")]
+    result = overlap(both, kinds=("head",))
     assert result.shared == ("a0.1", "a5.5", "a6.9")
-    assert result.counts["ioi-wang2022"]["greater-than-hanna2023"] == (3, 26 + 17 - 3)
-    edges = overlap([load_reference("ioi-wang2022"), load_reference("greater-than-hanna2023")], "edges")
-    # Both feed duplicate-token / early-attention head 0.1 from the embeddings; no other connection is common.
-    assert edges.shared == ("embed->a0.1.q", "embed->a0.1.k", "embed->a0.1.v")
+    assert result.counts["ioi-wang2022"]["greater-than-hanna2023"] == (3, 26 + 9 - 3)
+    # Both edge sets (ACDC's) hold all 12 MLPs: IOI's every MLP, greater-than's MLPs 0-3, 4-7 (clean query), 8-11.
+    nodes = overlap(both)
+    mlp_keys = {f"m{i}" for i in range(12)}
+    assert set(nodes.shared) == {"a0.1", "a5.5", "a6.9"} | mlp_keys
+    assert nodes.counts["ioi-wang2022"]["greater-than-hanna2023"] == (15, 38 + 21 - 15)
+    # Shared edges, by hand: IOI keeps every edge into and out of an MLP, so every greater-than MLP edge whose
+    # other end is embed, an MLP, a shared head or logits is shared; of the head edges only embed->0.1 is.
+    expected = {f"embed->a0.1.{i}" for i in "qkv"} | {f"embed->m{i}" for i in range(4)}
+    expected |= {f"a0.1->m{i}" for i in range(4)}
+    expected |= {f"m{i}->m{j}" for j in range(9) for i in range(j)}  # early MLPs and the clean-query block
+    expected |= {f"m{i}->m{j}" for j in range(9, 12) for i in range(8, j)}  # late MLPs
+    expected |= {f"m{i}->{h}.{x}" for i in range(4) for h in ("a5.5", "a6.9") for x in "qkv"}
+    expected |= {"m4->a5.5.q", "m4->a6.9.q", "m5->a6.9.q"}
+    expected |= {f"{h}->m{i}" for h in ("a5.5", "a6.9") for i in range(8, 12)} | {f"m{i}->logits" for i in range(8, 12)}
+    edges = overlap(both, "edges")
+    assert set(edges.shared) == expected and len(expected) == 3 + 4 + 4 + 42 + 27 + 8 + 4
+    assert edges.counts["ioi-wang2022"]["greater-than-hanna2023"] == (92, 963 + 235 - 92)
 
 
 def test_lan_circuits_share_the_published_heads_and_jaccards() -> None:

@@ -129,7 +129,9 @@ def test_kl_metric_prunes_by_faithfulness() -> None:
     out = node_pruning(setup, threshold=0.8)
     assert out.extras["measure"] == "faithfulness"
     assert evaluate_circuit(setup, nodes=out.kept_nodes)["faithfulness"] >= 0.8
-    assert all(n.kept for n in out.nodes if n.node.kind is NodeKind.MLP)  # MLPs are not candidates by default
+    assert all("kept_at" in n.attributes for n in out.nodes if n.node.kind is NodeKind.MLP)  # MLPs are candidates
+    kept_mlps = node_pruning(setup, threshold=0.8, include_mlps=False)
+    assert all(n.kept for n in kept_mlps.nodes if n.node.kind is NodeKind.MLP)  # the named variant keeps them all
 
 
 def test_bad_settings_are_refused(setup) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from discovery.errors import SettingsError
 from discovery.methods.base import edge_matrix
+from discovery.topology import connected_core, is_connected
 from discovery.methods.eap import attribution_scores, eap, eap_ig
 from discovery.metrics import faithfulness, kept_fraction
 from discovery.patching import PatchSetup, prepare
@@ -154,21 +155,21 @@ def test_grad_mode_is_left_as_found(setup: PatchSetup) -> None:
 # -- circuits -----------------------------------------------------------------------------------------------
 
 
-def test_top_k_keeps_the_k_largest_magnitudes(setup: PatchSetup) -> None:
+def test_top_k_keeps_the_connected_part_of_the_k_largest_magnitudes(setup: PatchSetup) -> None:
     out = eap(setup, top_k=7)
-    kept = [abs(e.score) for e in out.edges if e.kept]
-    dropped = [abs(e.score) for e in out.edges if not e.kept]
-    assert len(kept) == 7 and out.extras["k"] == 7
-    assert min(kept) >= max(dropped)
+    top = [e.edge for e in sorted(out.edges, key=lambda e: -abs(e.score))[:7]]
+    kept = {e.edge for e in out.edges if e.kept}
+    assert kept == connected_core(top) and out.extras["k"] == 7 and out.extras["n_kept"] == len(kept)
+    assert is_connected(kept) or not kept  # the one cut rule: no dangling edge
 
 
-def test_threshold_keeps_scores_at_or_above_it(setup: PatchSetup) -> None:
+def test_threshold_keeps_the_connected_part_of_scores_at_or_above_it(setup: PatchSetup) -> None:
     scores = sorted((abs(e.score) for e in eap(setup, top_k=1).edges), reverse=True)
     t = scores[9]
     out = eap(setup, threshold=t)
     assert out.threshold == t
-    assert all(e.kept == (abs(e.score) >= t) for e in out.edges)
-    assert out.extras["k"] == sum(e.kept for e in out.edges) >= 10
+    assert {e.edge for e in out.edges if e.kept} == connected_core(e.edge for e in out.edges if abs(e.score) >= t)
+    assert out.extras["k"] == sum(abs(e.score) >= t for e in out.edges) >= 10
 
 
 def _real_share(setup: PatchSetup, edges) -> float:
@@ -189,12 +190,12 @@ def test_target_circuits_reach_their_target_and_are_smallest(random_model, rando
     out = eap(setup, target=target)
     k = out.extras["k"]
     kept = out.kept_edges
-    assert len(kept) == k
+    ranked = [e.edge for e in sorted(out.edges, key=lambda e: -abs(e.score))]
+    assert set(kept) == connected_core(ranked[:k]) and len(kept) == out.extras["n_kept"] <= k
     assert _real_share(setup, kept) >= target
     assert out.extras["share"] == pytest.approx(_real_share(setup, kept), abs=1e-5)
-    if k > 0:  # one edge fewer (the weakest kept) misses the target
-        ranked = sorted((e for e in out.edges if e.kept), key=lambda e: -abs(e.score))
-        assert _real_share(setup, [e.edge for e in ranked[:-1]]) < target
+    if k > 0:  # the cut of one edge fewer misses the target
+        assert _real_share(setup, connected_core(ranked[: k - 1])) < target
 
 
 def test_target_of_the_whole_model_keeps_enough_edges(setup: PatchSetup) -> None:

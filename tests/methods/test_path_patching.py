@@ -1,11 +1,13 @@
-"""Covers: path effects against direct single-edge mask evaluations, iterative path patching in nodes and edges modes, and settings errors."""
+"""Covers: path effects against a brute-force implementation of Wang et al.'s three steps (through the MLPs, the
+default, and direct), iterative path patching in nodes and edges modes, and settings errors."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from discovery.errors import SettingsError
-from discovery.graph import EMBED, Edge, head, logits, mlp
+from discovery.graph import EMBED, Edge, NodeKind, head, logits, mlp
 from discovery.methods.path_patching import path_effects, path_patching
 from discovery.patching import PatchSetup, prepare
 
@@ -22,10 +24,60 @@ def _direct(setup: PatchSetup, edge: Edge) -> float:
     return float(setup.values(keep.unsqueeze(0))[0]) - setup.model_value
 
 
+def _brute_force(setup: PatchSetup, edge: Edge, via_mlps: bool) -> float:
+    """Wang et al. (2022, appendix B), written out over the engine's pieces: (1) the clean and corrupted runs are
+    cached (``setup.clean``, ``setup.patch``); (2) run with the sender patched and every other head frozen at its
+    clean output, the MLPs recomputed (``via_mlps``) or frozen too (direct), and record the receiver's input;
+    (3) rerun the clean model with only that input replaced, everything else recomputed, and measure."""
+    e, graph = setup.engine, setup.graph
+    clean, patch = setup.clean, setup.patch.expand_as(setup.clean)
+    index = graph.source_index
+    outs = clean.clone()
+    outs[index[edge.src]] = patch[index[edge.src]]
+    for layer in range(e.L):
+        m = index[mlp(layer)]
+        if via_mlps and m != index[edge.src]:
+            outs[m] = e.mlp(outs[:m].sum(0) + e.dest_bias[e.mlp_dest(layer)], layer)
+    d = graph.dest_index[(edge.dst, edge.input)]
+    received = outs[: graph.n_upstream(edge.dst)].sum(0) + e.dest_bias[d]  # [B, P, d]
+    # (3): a plain forward from the embedding, the receiver's input replaced by what it received in (2)
+    sources = [clean[0]]
+    for layer in range(e.L):
+        resid = torch.stack(sources).sum(0) + e.dest_bias[e.head_dests(layer).start]
+        x = resid.unsqueeze(2).unsqueeze(3).expand(-1, -1, e.H, 3, -1).clone()  # [B, P, H, 3, d]
+        if edge.dst.kind is NodeKind.HEAD and edge.dst.layer == layer:
+            x[:, :, edge.dst.head, "qkv".index(edge.input)] = received
+        sources += list(e.attention(x, layer).unbind(2))
+        mlp_in = torch.stack(sources).sum(0) + e.dest_bias[e.mlp_dest(layer)]
+        if edge.dst == mlp(layer):
+            mlp_in = received
+        sources.append(e.mlp(mlp_in, layer))
+    final = torch.stack(sources).sum(0) + e.dest_bias[e.logits_dest]
+    if edge.dst.kind is NodeKind.LOGITS:
+        final = received
+    logits_ = e.unembed(final[:, -1]).unsqueeze(0)
+    return float(setup.metric.value(logits_)[0]) - setup.model_value
+
+
+@pytest.mark.parametrize("paths", ["via-mlps", "direct"])
+def test_path_effects_match_the_papers_three_steps_done_by_hand(setup: PatchSetup, paths: str) -> None:
+    L = setup.engine.L
+    edges = [Edge(EMBED, logits(L)), Edge(head(0, 1), head(1, 2), "q"), Edge(head(0, 3), mlp(0)),
+             Edge(mlp(0), head(1, 0), "k"), Edge(head(1, 3), logits(L)), Edge(head(0, 0), logits(L)),
+             Edge(EMBED, head(1, 1), "v"), Edge(mlp(0), mlp(1)), Edge(head(0, 2), mlp(1))]
+    effects = path_effects(setup, {e.src for e in edges}, {(e.dst, e.input) if e.input else e.dst for e in edges},
+                           paths=paths)
+    with torch.no_grad():
+        for edge in edges:
+            assert effects[edge] == pytest.approx(_brute_force(setup, edge, paths == "via-mlps"), abs=1e-5), edge
+    differ = [e for e in edges if abs(_brute_force(setup, e, True) - _brute_force(setup, e, False)) > 1e-4]
+    assert len(differ) >= 3  # through the MLPs is not the direct edge here (embed->logits, head 0.0->logits, ...)
+
+
 def test_path_effect_of_one_edge_is_a_single_edge_mask_evaluation(setup: PatchSetup) -> None:
     L = setup.engine.L
     receivers = [logits(L), head(1, 2), mlp(0), (head(1, 0), "k")]
-    effects = path_effects(setup, setup.graph.sources, receivers)
+    effects = path_effects(setup, setup.graph.sources, receivers, paths="direct")
     expected_keys = {e for e in setup.graph.edges
                      if (e.dst, e.input) in {(logits(L), None), (mlp(0), None), (head(1, 0), "k")}
                      or e.dst == head(1, 2)}
@@ -69,7 +121,7 @@ def test_max_rounds_stops_after_the_first_receivers(setup: PatchSetup) -> None:
 
 def test_edges_mode_scores_only_edges_between_seed_nodes(setup: PatchSetup) -> None:
     seed = [EMBED, head(0, 1), head(1, 2), logits(setup.engine.L)]
-    out = path_patching(setup, threshold=0.01, seed_nodes=seed, mode="edges")
+    out = path_patching(setup, threshold=0.01, seed_nodes=seed, mode="edges", paths="direct")
     assert set(out.kept_nodes) == set(seed)
     expected = {e for e in setup.graph.edges if e.src in seed and e.dst in seed}
     assert {e.edge for e in out.edges} == expected

@@ -7,7 +7,8 @@ import torch
 
 from discovery.errors import TaskError
 from discovery.tasks import build_dataset, get_task, list_tasks, task_names
-from discovery.tasks.sequences import DIGITS, NUMWORDS, SequenceTask
+from discovery.tasks.seqcont import FIRST_NAMES, OBJECT_WORDS
+from discovery.tasks.sequences import DIGITS, MONTHS, NUMWORDS, SequenceTask
 from discovery.toy.vocab import vocabulary
 
 ALL = [(t.name, c) for t in list_tasks() for c in t.corruptions]
@@ -18,7 +19,8 @@ def members(text: str) -> list[str]:
 
 
 def test_builtins_are_listed() -> None:
-    assert task_names() == ["digits", "numwords", "months", "decreasing", "greater-than", "less-than", "ioi"]
+    assert task_names() == ["digits", "numwords", "months", "digits-list", "numwords-list", "months-list",
+                            "decreasing", "greater-than", "less-than", "ioi"]
     for t in list_tasks():
         assert t.default_corruption in t.corruptions and t.description and t.metric in ("logit-diff", "prob-diff")
     assert get_task("greater-than").metric == "prob-diff"
@@ -28,7 +30,9 @@ def test_builtins_are_listed() -> None:
 def test_one_token_length_and_bos(toy_tokenizer, name: str, corruption: str) -> None:
     data = build_dataset(name, toy_tokenizer, n=40, seed=3, corruption=corruption)
     assert data.clean.shape == data.corrupted.shape == (40, data.seq_len)
-    assert (data.clean[:, 0] == toy_tokenizer.bos_token_id).all()
+    with_bos = name not in ("digits", "numwords", "months")  # Lan et al.'s tasks go without, as their code does
+    assert (data.clean[:, 0] == toy_tokenizer.bos_token_id).all() == with_bos == data.bos_prepended
+    assert not (data.clean[:, 1:] == toy_tokenizer.bos_token_id).any()
     assert not (data.clean == toy_tokenizer.unk_token_id).any()
     assert not (data.corrupted == toy_tokenizer.unk_token_id).any()
     assert data.answers_mask.any(-1).all() and data.wrong_mask.any(-1).all()
@@ -45,25 +49,57 @@ def test_seeded_and_reproducible(toy_tokenizer) -> None:
     assert a.spec.content_hash == b.spec.content_hash != c.spec.content_hash
     assert len(a.spec.content_hash) == 64
     # more prompts with the same seed begin with the same prompts; the clean side ignores the corruption
-    assert get_task("digits").prompts(50, 1, "random")[:10] == get_task("digits").prompts(10, 1, "random")
-    clean = [p.clean for p in get_task("digits").prompts(10, 1, "shuffled")]
-    assert clean == [p.clean for p in get_task("digits").prompts(10, 1, "repeat-all")]
+    for name in ("digits", "digits-list"):
+        assert get_task(name).prompts(50, 1, "random")[:10] == get_task(name).prompts(10, 1, "random")
+        clean = [p.clean for p in get_task(name).prompts(10, 1, "shuffled")]
+        assert clean == [p.clean for p in get_task(name).prompts(10, 1, "repeat-all")]
+
+
+def lan_members(text: str) -> list[str]:
+    """The sequence members of a Lan et al. template prompt: the word before each '.'."""
+    return [part.split()[-1] for part in text.split(".")[:-1]]
+
+
+@pytest.mark.parametrize("name,members", [("digits", [str(i) for i in range(1, 13)]),
+                                          ("numwords", list(NUMWORDS[:12])), ("months", list(MONTHS))])
+def test_lan_templates(name: str, members: list[str]) -> None:
+    # Lan et al.'s data: three templates in turn, starts one..eight in equal measure, four members shown, the
+    # fifth the answer, the fourth repeated the wrong answer, five distinct words a prompt.
+    prompts = get_task(name).prompts(3 * 8 * 4, 5, "random")
+    verbs = [p.clean.split()[1] for p in prompts]
+    assert verbs[:6] == ["done", "lost", "born"] * 2
+    starts = [members.index(lan_members(p.clean)[0]) for p in prompts]
+    assert sorted(starts) == sorted(list(range(8)) * 12) and starts[:6] == [0, 0, 0, 1, 1, 1]
+    for p, verb in zip(prompts, verbs):
+        shown = lan_members(p.clean)
+        i = members.index(shown[0])
+        assert shown == members[i : i + 4]
+        assert p.answers == (" " + members[i + 4],) and p.wrong == (" " + shown[-1],)
+        words = [part.split()[0] for part in p.clean.split(". ")]
+        assert len(set(words)) == 5 and p.clean.endswith(f"{words[-1]} {verb} in")
+        pool = FIRST_NAMES if verb == "born" else OBJECT_WORDS
+        assert set(words) <= set(pool)
+        corrupted = lan_members(p.corrupted)
+        assert p.corrupted.split(".")[-1] == p.clean.split(".")[-1] and len(corrupted) == 4
+        assert set(corrupted) <= set(members)
+        assert members.index(corrupted[3]) - members.index(corrupted[2]) != 1  # no valid step at the end
+    assert get_task(name).default_n == 1536 and get_task(name).correctness_filter == "lan2023"
 
 
 def test_sequence_answers() -> None:
-    for p in get_task("digits").prompts(50, 0, "random"):
+    for p in get_task("digits-list").prompts(50, 0, "random"):
         shown = [int(m) for m in members(p.clean)]
         assert shown == list(range(shown[0], shown[0] + 4))
         assert p.answers == (f" {shown[-1] + 1}",) and p.wrong == (f" {shown[-1]}",)
     for p in get_task("decreasing").prompts(50, 0, "random"):
         shown = [int(m) for m in members(p.clean)]
         assert shown == list(range(shown[0], shown[0] - 4, -1)) and p.answers == (f" {shown[-1] - 1}",)
-    p = get_task("numwords").prompts(1, 0, "random")[0]
+    p = get_task("numwords-list").prompts(1, 0, "random")[0]
     i = NUMWORDS.index(members(p.clean)[-1])
     assert p.answers == (" " + NUMWORDS[i + 1],)
 
 
-@pytest.mark.parametrize("task", ["digits", "numwords", "months", "decreasing"])
+@pytest.mark.parametrize("task", ["digits-list", "numwords-list", "months-list", "decreasing"])
 def test_sequence_corruptions(task: str) -> None:
     t = get_task(task)
     for p in t.prompts(30, 0, "repeat-all"):
@@ -113,10 +149,12 @@ def test_unknown_task_and_corruption(toy_tokenizer) -> None:
 
 
 def test_refuses_unknown_word_naming_it(make_tokenizer) -> None:
-    lacking = make_tokenizer([w for w in vocabulary() if w != "seventeen"])
+    lacking = make_tokenizer([w for w in vocabulary() if w not in ("seventeen", "Wallet")])
     with pytest.raises(TaskError, match="'seventeen'|' seventeen'"):
-        build_dataset("numwords", lacking, n=200)
-    build_dataset("digits", lacking, n=20)  # other tasks are unaffected
+        build_dataset("numwords-list", lacking, n=200)
+    with pytest.raises(TaskError, match="words unknown to this tokenizer: 'Wallet'"):
+        build_dataset("digits", lacking, n=1536)  # an object word of Lan et al.'s templates
+    build_dataset("digits-list", lacking, n=20)  # other tasks are unaffected
 
 
 def test_refuses_multi_token_members_naming_them(make_tokenizer) -> None:
@@ -157,11 +195,12 @@ def test_keeps_one_length_when_templates_differ(make_tokenizer) -> None:
 
 def test_byte_level_bpe_like_gpt2() -> None:
     # A GPT-2-style byte-level BPE trained here on the tasks' own text: answers keep their leading space
-    # (" 16" -> 'Ġ16'), the first member is bare, and <|endoftext|> is prepended as GPT-2's BOS.
+    # (" 16" -> 'Ġ16'), the first member is bare, and <|endoftext|> is prepended as GPT-2's BOS, except for
+    # Lan et al.'s templates, which their code tokenizes without one.
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    names = ["digits", "months", "ioi"]
+    names = ["digits", "months", "digits-list", "ioi"]
     prompts = [p for n in names for p in get_task(n).prompts(400, 99, None)]
     texts = [p.clean + p.answers[0] for p in prompts] + [p.corrupted for p in prompts]
     tok = Tokenizer(models.BPE())
@@ -174,7 +213,8 @@ def test_byte_level_bpe_like_gpt2() -> None:
     bpe = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
     for name in names:
         data = build_dataset(name, bpe, n=30, seed=1)
-        assert (data.clean[:, 0] == bpe.bos_token_id).all()
+        bos = name not in ("digits", "months")
+        assert bool((data.clean[:, 0] == bpe.bos_token_id).all()) == bos
         for i, p in enumerate(data.prompts):
             assert bpe.decode([int(data.answers[i, 0])]) == p.answers[0]
-            assert bpe.decode(data.clean[i, 1:].tolist()) == p.clean
+            assert bpe.decode(data.clean[i, int(bos):].tolist()) == p.clean

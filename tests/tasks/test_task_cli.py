@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from cli.task_cmds import COMMANDS
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -33,8 +31,10 @@ def test_show_export_and_show_file(tmp_path: Path) -> None:
     code, out = run("tasks", "show", "digits", "--model", "toy", "--n", "2", "--seed", "5", "--json")
     assert code == 0
     shown = json.loads(out)
-    assert shown["seq_len"] == 5 and len(shown["prompts"]) == 2
-    assert shown["prompts"][0]["clean_tokens"][0] == "<bos>"
+    assert shown["seq_len"] == 23 and len(shown["prompts"]) == 2  # Lan et al.'s template, no BOS
+    assert shown["prompts"][0]["clean_tokens"][1:4] == ["done", "in", "1"] and shown["filter"] == "lan2023"
+    code, out = run("tasks", "show", "digits-list", "--model", "toy", "--n", "2", "--json")
+    assert code == 0 and json.loads(out)["prompts"][0]["clean_tokens"][0] == "<bos>"
     path = tmp_path / "d.jsonl"
     code, _ = run("tasks", "export", "digits", "--model", "toy", "--n", "2", "--seed", "5", "-o", str(path))
     assert code == 0 and len(path.read_text().splitlines()) == 2
@@ -66,25 +66,12 @@ def test_toy_eval_json() -> None:
     assert [c["check"] for c in report["context"]] == ["steps +1/+2/-1", "ioi (IO vs S)"]
 
 
-def _commands(group: click.Command, prefix: str = "") -> list[tuple[str, click.Command]]:
-    out = [(prefix + group.name, group)]
-    if isinstance(group, click.Group):
-        for sub in group.commands.values():
-            out += _commands(sub, prefix + group.name + " ")
-    return out
-
-
-@pytest.mark.parametrize("name,command", [c for g in COMMANDS for c in _commands(g)])
-def test_every_command_has_help_with_example(name: str, command: click.Command) -> None:
-    assert command.help and "Example:" in command.help, name
-
-
 def test_model_folder_and_uncached_hub_name() -> None:
     from discovery.errors import ModelNotAvailable
     from discovery.tasks import load_tokenizer
     from discovery.toy import model_dir
 
-    code, out = run("tasks", "show", "months", "--model", str(model_dir()), "--n", "1", "--json")
+    code, out = run("tasks", "show", "months-list", "--model", str(model_dir()), "--n", "1", "--json")
     assert code == 0 and json.loads(out)["seq_len"] == 5
     with pytest.raises(ModelNotAvailable, match="not in the local Hugging Face cache"):
         load_tokenizer("no-such-org/no-such-model")

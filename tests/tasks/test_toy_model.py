@@ -12,10 +12,10 @@ import torch
 
 from discovery.tasks import build_dataset
 from discovery.toy import model_dir
-from discovery.toy.evaluate import context_checks, load, task_accuracies
+from discovery.toy.evaluate import context_checks, length_checks, load, task_accuracies
 from discovery.toy.vocab import vocabulary
 
-CORE_TASKS = ("digits", "numwords", "months", "greater-than", "ioi")
+CORE_TASKS = ("digits", "numwords", "months", "digits-list", "numwords-list", "months-list", "greater-than", "ioi")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,16 @@ def test_core_task_accuracy(accuracies: dict, task: str) -> None:
 @pytest.mark.parametrize("task", ["decreasing", "less-than"])
 def test_extra_task_accuracy(accuracies: dict, task: str) -> None:
     assert accuracies[task]["accuracy"] >= 0.95, accuracies[task]
+
+
+def test_lists_of_every_length_with_and_without_bos(toy) -> None:
+    # The earlier toy model had learned the prompt's length: right on 4-member lists, 0-3 % on `1 2 3` without
+    # BOS. Lists of 2 to 6 members, either way, must all be done now.
+    model, tokenizer = toy
+    with torch.inference_mode():
+        rows = length_checks(model, tokenizer, n=100)
+    assert [(r["members"], r["bos"]) for r in rows] == [(m, b) for m in range(2, 7) for b in (True, False)]
+    assert all(r["accuracy"] >= 0.95 for r in rows), rows
 
 
 def test_reads_its_context(toy) -> None:

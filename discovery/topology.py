@@ -10,13 +10,20 @@ Edge level. A circuit is its edges; it is connected when it is not empty and eve
 ``embed -> ... -> logits`` made of its own edges: the edge's source is ``embed`` or receives a circuit edge (into
 any of its q/k/v inputs, for a head), and its destination is ``logits`` or sends a circuit edge. Edges failing
 this are *dangling*; ``connected_core`` removes them, as EAP-IG's ``Graph.prune`` does before MIB evaluates a
-circuit (MIB, arXiv 2504.13151).
+circuit (MIB, arXiv 2504.13151; hannamw/EAP-IG ``graph.py`` ``prune``, which repeats until nothing changes; the
+EAP-IG commit MIB pins, 7af394a, stops after one pass inside ``apply_topn`` and prunes again before evaluating,
+which on rare sizes leaves a dangling edge or two).
+
+The one cut rule. Every circuit cut from edge scores (EAP and EAP-IG by top-k, threshold or target, ``show
+--threshold``, MIB's curve) is ``connected_core`` of the edges the rule selects (``cut``): sizes are reported after
+that pruning. A method's own decisions (ACDC's, path patching's) are not cut from scores and are kept as made.
 
 Pure Python over ``discovery.graph``: no torch.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Iterable, Literal, Optional, Sequence, Union
 
@@ -47,6 +54,26 @@ def connected_core(edges: Iterable[Edge]) -> frozenset[Edge]:
         if any(dst in reaches for dst in out_of.get(node, ())):
             reaches.add(node)
     return frozenset(e for e in edges if e.src in reached and e.dst in reaches)
+
+
+def ranked(scored: Iterable[tuple[Edge, float]], order: Iterable[Edge], key: str = "absolute") -> list[Edge]:
+    """The scored edges best first: by |score| (``absolute``) or by score (``signed``), ties in ``order`` (the
+    graph's), NaN scores last (never selected by a threshold)."""
+    position = {e: i for i, e in enumerate(order)}
+    finite = [(e, s) for e, s in scored if not math.isnan(s)]
+    value = (lambda s: abs(s)) if key == "absolute" else (lambda s: s)
+    best = sorted(finite, key=lambda p: (-value(p[1]), position.get(p[0], len(position))))
+    return [e for e, _ in best] + [e for e, s in scored if math.isnan(s)]
+
+
+def cut(ranked_edges: Sequence[Edge], k: int) -> frozenset[Edge]:
+    """The one cut rule: the top ``k`` of ``ranked_edges``, dangling edges removed."""
+    return connected_core(ranked_edges[:k])
+
+
+def cut_threshold(scored: Iterable[tuple[Edge, float]], threshold: float) -> frozenset[Edge]:
+    """The one cut rule by threshold: edges with |score| >= threshold, dangling edges removed."""
+    return connected_core(e for e, s in scored if abs(s) >= threshold)
 
 
 def is_connected(edges: Iterable[Edge]) -> bool:

@@ -41,6 +41,8 @@ def save_circuit(session: Session, new: NewCircuit, run_id: Optional[int] = None
     transaction makes the rest all-or-nothing."""
     model = session.scalars(select(Model).where(Model.name == new.model)).one_or_none()
     shape = ModelShape(model.n_layers, model.n_heads) if model and model.n_layers and model.n_heads else None
+    if model is not None:
+        _check_declared_shape(new, model)
     nodes, edges = canonical_rows(new, shape)
     if find_circuit_id(session, new.name) is not None:
         raise AlreadyExists(f"a circuit named {new.name!r} already exists: pick another name or delete it first")
@@ -93,6 +95,21 @@ def _saved_edges(given: Sequence[EdgeRecord], rows: Sequence[Mapping[str, Any]])
         )
         out.append(record if canonical else _edge_record(row))
     return out
+
+
+def _check_declared_shape(new: NewCircuit, model: Model) -> None:
+    """A circuit that says it is about a model of another shape (an EAP-IG file's cfg, a native file's
+    model_shape) than the catalog's model of that name is refused: it is about another model."""
+    declared = new.metadata.get("model_shape")
+    if not isinstance(declared, Mapping):
+        return
+    differ = [k for k in ("n_layers", "n_heads", "d_model")
+              if isinstance(declared.get(k), int) and getattr(model, k) is not None and getattr(model, k) != declared[k]]
+    if differ:
+        says = ", ".join(f"{k}={declared[k]}" for k in differ)
+        has = ", ".join(f"{k}={getattr(model, k)}" for k in differ)
+        raise InvalidCircuit(f"circuit {new.name!r} says its model has {says}, but the catalog's {new.model!r} has "
+                             f"{has}: it is about another model (name it with --model)")
 
 
 def model_row(session: Session, name: str) -> Model:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 from catalog.errors import InvalidCircuit
 from catalog.formats.acdc import read_acdc
@@ -58,6 +58,7 @@ from catalog.formats.eap_ig import read_eap_ig, write_eap_ig
 from catalog.formats.native import as_new_circuit, export_circuit, import_circuit
 from catalog.formats.seqcont import read_seqcont
 from catalog.records import CircuitRecord, NewCircuit
+from discovery.files import write_text_atomic
 
 __all__ = [
     "READ_FORMATS",
@@ -97,11 +98,13 @@ def read_circuit(
     name: Optional[str] = None,
     model: Optional[str] = None,
     task: Optional[str] = None,
+    shape: Optional[Mapping[str, int]] = None,
 ) -> NewCircuit:
     """A checked circuit from parsed JSON in format ``fmt``.
 
     For the native format ``name``/``model``/``task`` override the file's; other formats carry none of
-    them, so ``name`` is required and ``model`` defaults to ``DEFAULT_MODEL``.
+    them, so ``name`` is required and ``model`` defaults to ``DEFAULT_MODEL``. ``shape`` is the named model's
+    (n_layers, n_heads, d_model) where the catalog knows it: a file must fit it (GPT-2's sizes are known by name).
     """
     if fmt == "native":
         circuit = import_circuit(data)
@@ -115,10 +118,16 @@ def read_circuit(
         raise InvalidCircuit(f"unknown format {fmt!r}: use one of {', '.join(READ_FORMATS)}")
     if not name:
         raise InvalidCircuit(f"a {fmt} file does not name its circuit: give a name")
-    return reader(data, name=name, model=model or DEFAULT_MODEL, task=task)
+    model = model or DEFAULT_MODEL
+    if fmt == "eap-ig":
+        return read_eap_ig(data, name=name, model=model, task=task, shape=shape)
+    circuit = reader(data, name=name, model=model, task=task)
+    if shape and "model_shape" not in circuit.metadata:  # check its nodes against the model's shape too
+        circuit = validate(replace(circuit, metadata={**circuit.metadata, "model_shape": dict(shape)}))
+    return circuit
 
 
-def read_circuit_file(path: Union[str, Path], fmt: str = "native", **overrides: Optional[str]) -> NewCircuit:
+def read_circuit_file(path: Union[str, Path], fmt: str = "native", **overrides: Any) -> NewCircuit:
     """Like ``read_circuit`` on a file; every message starts with the file's name."""
     try:
         return read_circuit(load_json(path), fmt, **overrides)
@@ -135,7 +144,8 @@ def write_circuit(circuit: Circuit, fmt: str = "native") -> dict[str, Any]:
 
 
 def write_circuit_file(circuit: Circuit, path: Union[str, Path], fmt: str = "native") -> None:
-    """Fixed-order JSON with a trailing newline, so the same circuit always gives the same bytes.
+    """Fixed-order JSON with a trailing newline, so the same circuit always gives the same bytes; written whole or
+    not at all (``discovery.files``).
 
     EAP-IG files may hold NaN scores as Python's ``NaN`` literal, which EAP-IG's own reader expects; the
     native format spells them as strings, so a non-finite number left there (in metadata) is refused.
@@ -144,5 +154,5 @@ def write_circuit_file(circuit: Circuit, path: Union[str, Path], fmt: str = "nat
         text = json.dumps(write_circuit(circuit, fmt), indent=2, ensure_ascii=False, allow_nan=fmt != "native")
     except ValueError as err:
         raise InvalidCircuit(f"cannot write circuit {circuit.name!r} as JSON: {err}") from None
-    Path(path).write_text(text + "\n", encoding="utf-8")
+    write_text_atomic(path, text + "\n")
 

@@ -27,7 +27,6 @@ in topological order with fixed float formats, so the same circuits give the sam
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Optional, Sequence, Union
 
 from catalog.errors import CatalogError
 from catalog.records import CircuitRecord, EdgeRecord, NewCircuit
+from discovery.files import atomic_path, write_text_atomic
 from discovery.graph import Node, NodeKind, parse_edge, parse_node
 
 Circuit = Union[CircuitRecord, NewCircuit]
@@ -112,7 +112,7 @@ def render(circuits: Sequence[Circuit], path: Union[str, Path], *, title: Option
         raise CatalogError(f"cannot draw to {path.name!r}: name a .pdf, .svg, .png or .dot file")
     text = to_dot(circuits, title=title)
     if fmt == "dot":
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
         return path
     _run_dot(text, fmt, path)
     return path
@@ -126,19 +126,16 @@ def _run_dot(text: str, fmt: str, path: Path) -> None:
             f"Graphviz's 'dot' program is not installed, so a .{fmt} cannot be drawn: install graphviz "
             "(apt-get install graphviz, brew install graphviz) or write a .dot file"
         )
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        proc = subprocess.run(
-            [exe, f"-T{fmt}", "-o", str(tmp)], input=text.encode("utf-8"), capture_output=True, timeout=DOT_TIMEOUT_S
-        )
-    except subprocess.TimeoutExpired:
-        raise CatalogError(f"Graphviz took more than {DOT_TIMEOUT_S} s to draw {path.name}") from None
-    if proc.returncode != 0 or not tmp.exists():
-        tmp.unlink(missing_ok=True)
-        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        first = reason[0].split(". Use one of")[0] if reason else f"exit status {proc.returncode}"
-        raise CatalogError(f"Graphviz could not draw {path.name}: {first}")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        try:
+            proc = subprocess.run([exe, f"-T{fmt}", "-o", str(tmp)], input=text.encode("utf-8"), capture_output=True,
+                                  timeout=DOT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise CatalogError(f"Graphviz took more than {DOT_TIMEOUT_S} s to draw {path.name}") from None
+        if proc.returncode != 0 or not tmp.stat().st_size:
+            reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            first = reason[0].split(". Use one of")[0] if reason else f"exit status {proc.returncode}"
+            raise CatalogError(f"Graphviz could not draw {path.name}: {first}")
 
 
 # ---------------------------------------------------------------------------------------------------------

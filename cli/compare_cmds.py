@@ -160,24 +160,40 @@ def render_cmd(circuits: tuple[str, ...], output: Path, title: Optional[str], db
 
 @click.command("export")
 @click.argument("circuit")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The JSON file.")
-@click.option("--to", "fmt", type=click.Choice(list(WRITE_FORMATS)), default="native", show_default=True,
-              help="native: this catalog's format; eap-ig: EAP-IG's graph JSON (what MIB takes).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="The JSON file (a folder with --to mib).")
+@click.option("--to", "fmt", type=click.Choice([*WRITE_FORMATS, "mib"]), default="native", show_default=True,
+              help="native: this catalog's format; eap-ig: EAP-IG's graph JSON; mib: MIB's submission folder "
+              "({task}_{model}/importances.json).")
+@click.option("--mib-binary", is_flag=True,
+              help="With --to mib: MIB's other layout, one circuit at each of 0, 0.1, ... 50 %% of the edges.")
 @db_option
-def export_cmd(circuit: str, output: Path, fmt: str, db_url: str) -> None:
-    """Write a circuit to a JSON file, in the catalog's own format or EAP-IG's.
+def export_cmd(circuit: str, output: Path, fmt: str, mib_binary: bool, db_url: str) -> None:
+    """Write a circuit to a file: the catalog's own format, EAP-IG's, or MIB's submission layout.
+
+    Every edge score the circuit stores is written (a discovered circuit's whole graph), scores in MIB's loss sign
+    for EAP-IG and MIB. The file is written whole or not at all.
 
     Example:
 
     \b
         circuits export ioi-wang2022 -o ioi.json
         circuits export ioi-eap -o ioi-eap.json --to eap-ig
+        circuits export ioi-eap -o submission/ --to mib
     """
+    if mib_binary and fmt != "mib":
+        raise click.UsageError("--mib-binary goes with --to mib")
     with catalog_session(db_url, read_only=True) as session:
         record = queries.get_circuit(session, circuit)
         shape = queries.find_model_shape(session, record.model)
     if shape and "model_shape" not in record.metadata:  # other tools' formats need the model's shape
         record = dataclasses.replace(record, metadata={**record.metadata, "model_shape": shape})
+    if fmt == "mib":
+        from catalog.formats.mib import write_mib
+
+        paths = write_mib(record, output, binary=mib_binary)
+        info(f"wrote {circuit} as MIB's submission: {', '.join(str(p) for p in paths)}")
+        return
     write_circuit_file(record, output, fmt)
     info(f"wrote {circuit} to {output} ({fmt})")
 
@@ -203,14 +219,15 @@ def import_cmd(file: Path, fmt: str, name: Optional[str], model: Optional[str], 
         circuits import graph.json --from eap-ig --name ioi-eapig --task ioi
         circuits import numerals_circuit_thres_0.8.json --from seqcont --name digits-mine --task digits
     """
+    assumed = fmt != "native" and model is None
     if fmt != "native":
         name = name or file.stem
-        if model is None:
-            info(f"note: {fmt} files do not name their model; assuming {DEFAULT_MODEL} (--model to change)")
     new = read_circuit_file(file, fmt, name=name, model=model, task=task)
     with catalog_session(db_url) as session:
         queries.save_circuit(session, new)
     click.echo(f"imported {new.name}: {_counts(new)}")
+    if assumed:
+        info(f"note: {fmt} files do not name their model; assumed {DEFAULT_MODEL} (--model to change)")
 
 
 def _counts(c: NewCircuit) -> str:

@@ -8,7 +8,11 @@ logits). ACDC itself pickles its graph, so this reader accepts JSON of one of tw
 2. an object ``{"src_hook->dst_hook": score, ...}`` -- the kept edges with their scores (null for none).
 
 Sources: ``blocks.0.hook_resid_pre`` (or ``hook_embed``) is embed, ``blocks.L.attn.hook_result[:, :, H]``
-head L.H, ``blocks.L.hook_mlp_out`` MLP L. Destinations: ``blocks.L.hook_{q,k,v}_input[:, :, H]`` a head's
+head L.H, ``blocks.L.hook_mlp_out`` MLP L. A graph made with ``use_pos_embed`` (ACDC's tracr runs;
+``TLACDCCorrespondence.py`` lines 201-212) has two embedding sources, ``hook_embed`` (tokens) and
+``hook_pos_embed`` (positions), where this catalog has one, ``embed``, their sum: the two edges from them into one
+receiver become one ``embed`` edge, kept when either is (the embedding reaches the receiver), with the score of
+larger magnitude; the pairs merged are listed in the metadata (``acdc_embed_edges_merged``). Destinations: ``blocks.L.hook_{q,k,v}_input[:, :, H]`` a head's
 input, ``blocks.L.hook_mlp_in`` MLP L, the last layer's ``hook_resid_post`` the logits. ACDC's placeholder
 edges inside one component (``hook_q_input -> attn.hook_q -> attn.hook_result``, ``hook_mlp_in ->
 hook_mlp_out``) are not edges of the residual graph and are skipped. Hook knowledge lives in
@@ -22,7 +26,7 @@ from typing import Any, Iterator, Optional, cast
 from catalog.errors import InvalidCircuit
 from catalog.formats.common import assemble, expect_list, expect_object, expect_score, expect_str, model_shape
 from catalog.records import EdgeRecord, NewCircuit
-from discovery.graph import Edge, InputName, InvalidKey, check_edge
+from discovery.graph import Edge, InputName, InvalidKey, NodeKind, check_edge
 from discovery.hooks import parse_hook
 
 FORMAT = "acdc"
@@ -32,14 +36,23 @@ def read_acdc(data: Any, *, name: str, model: str, task: Optional[str] = None) -
     shape = model_shape(model)
     n_layers = shape.n_layers if shape else None
     edges: dict[str, EdgeRecord] = {}
+    embed_source: dict[str, str] = {}  # embed edge key -> the embedding hook it came from
+    merged: list[str] = []
     skipped = 0
     for where, src, dst, score in _items(data):
         edge = _edge(src, dst, where, n_layers)
         if edge is None:
             skipped += 1
             continue
+        hook = src.split("[")[0].strip()
         if edge.key in edges:
-            raise InvalidCircuit(f"{where}: edge {edge.key} is listed twice")
+            if edge.src.kind is not NodeKind.EMBED or embed_source.get(edge.key) in (None, hook):
+                raise InvalidCircuit(f"{where}: edge {edge.key} is listed twice")
+            edges[edge.key] = _merged(edges[edge.key], score)
+            merged.append(edge.key)
+            continue
+        if edge.src.kind is NodeKind.EMBED:
+            embed_source[edge.key] = hook
         edges[edge.key] = EdgeRecord.from_edge(edge, score=score, kept=True)
     if not edges:
         raise InvalidCircuit("the file lists no edges between components: nothing would be imported")
@@ -50,8 +63,16 @@ def read_acdc(data: Any, *, name: str, model: str, task: Optional[str] = None) -
         nodes=(),
         edges=edges.values(),
         edges_known=True,
-        metadata={"imported_from": FORMAT, "acdc_placeholder_edges_skipped": skipped},
+        metadata={"imported_from": FORMAT, "acdc_placeholder_edges_skipped": skipped,
+                  "acdc_embed_edges_merged": merged, "score_sign": "loss"},
     )
+
+
+def _merged(first: EdgeRecord, score: Optional[float]) -> EdgeRecord:
+    """One embed edge from the token- and position-embedding edges into one receiver (see the module docstring)."""
+    scores = [s for s in (first.score, score) if s is not None]
+    best = max(scores, key=abs) if scores else None
+    return EdgeRecord(first.src, first.dst, first.input, best, True)
 
 
 def _items(data: Any) -> Iterator[tuple[str, str, str, Optional[float]]]:

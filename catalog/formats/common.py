@@ -27,6 +27,10 @@ KNOWN_MODELS: dict[str, dict[str, int]] = {
     "gpt2-xl": {"n_layers": 48, "n_heads": 25, "d_model": 1600},
 }
 _HUB_PREFIX = "openai-community/"
+# The largest shape a file may declare when the model is not known: beyond any model circuits are found in today
+# (Llama 3.1 405B has 126 layers of 128 heads), and small enough that building its graph stays cheap.
+MAX_LAYERS, MAX_HEADS, MAX_D_MODEL = 256, 256, 65_536
+MAX_FILE_BYTES = 512 * 2**20  # a GPT-2 small MIB file is 2.7 MB; a full 32,491-edge native export about 5 MB
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 
@@ -36,8 +40,13 @@ _NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.
 
 
 def load_json(path: str | Path) -> Any:
-    """Parse a JSON file, refusing duplicate object keys (``json`` would silently keep the last one)."""
+    """Parse a JSON file, refusing duplicate object keys (``json`` would silently keep the last one), files over
+    ``MAX_FILE_BYTES`` and nesting deeper than Python's parser can follow (each in one line, before any work)."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InvalidCircuit(f"{path} is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB a circuit "
+                                 "file may have")
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise InvalidCircuit(f"cannot read {path}: {err.strerror or err}") from None
@@ -47,6 +56,8 @@ def load_json(path: str | Path) -> Any:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as err:
         raise InvalidCircuit(f"{path} is not JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except RecursionError:
+        raise InvalidCircuit(f"{path} nests JSON too deeply to be a circuit file") from None
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -136,17 +147,44 @@ def _type_name(value: Any) -> str:
 # Model shapes
 
 
+def known_config(model: str) -> Optional[dict[str, int]]:
+    """The shape of a model the field publishes on (GPT-2 sizes), or None."""
+    name = model[len(_HUB_PREFIX):] if model.startswith(_HUB_PREFIX) else model
+    return dict(KNOWN_MODELS[name]) if name in KNOWN_MODELS else None
+
+
 def model_config(model: str, metadata: Optional[Mapping[str, Any]] = None) -> Optional[dict[str, int]]:
     """The shape (n_layers, n_heads, and d_model where known) of ``model``, or None when unknown.
 
     A circuit's own ``metadata["model_shape"]`` wins over the table, so circuits on toy or local models can
-    carry their shape with them.
+    carry their shape with them; it is checked like a file's declared shape (``declared_shape``).
     """
     shape = (metadata or {}).get("model_shape")
-    if isinstance(shape, Mapping) and all(isinstance(shape.get(k), int) for k in ("n_layers", "n_heads")):
-        return {k: v for k, v in shape.items() if k in ("n_layers", "n_heads", "d_model") and isinstance(v, int)}
-    name = model[len(_HUB_PREFIX):] if model.startswith(_HUB_PREFIX) else model
-    return dict(KNOWN_MODELS[name]) if name in KNOWN_MODELS else None
+    if isinstance(shape, Mapping) and shape:
+        return declared_shape(shape, "metadata.model_shape", model, known_config(model))
+    return known_config(model)
+
+
+def declared_shape(cfg: Mapping[str, Any], where: str, model: str,
+                   expected: Optional[Mapping[str, int]] = None) -> dict[str, int]:
+    """The n_layers, n_heads (and d_model) a file declares, checked: whole numbers of at least 1, within the caps,
+    and equal to the named model's where it is known (a file about another model is refused, not mislabelled)."""
+    out: dict[str, int] = {}
+    for key, cap in (("n_layers", MAX_LAYERS), ("n_heads", MAX_HEADS), ("d_model", MAX_D_MODEL)):
+        if key not in cfg and key == "d_model":
+            continue
+        value = expect_int(cfg.get(key), f"{where}.{key}")
+        if not 1 <= value <= cap:
+            raise InvalidCircuit(f"{where}.{key}: expected a whole number from 1 to {cap}, got {value}")
+        out[key] = value
+    if expected:
+        differ = [k for k in out if k in expected and expected[k] != out[k]]
+        if differ:
+            declared = ", ".join(f"{k}={out[k]}" for k in differ)
+            actual = ", ".join(f"{k}={expected[k]}" for k in differ)
+            raise InvalidCircuit(f"{where} says {declared}, but model {model!r} has {actual}: the file is about "
+                                 "another model (name it with --model)")
+    return out
 
 
 def model_shape(model: str, metadata: Optional[Mapping[str, Any]] = None) -> Optional[ModelShape]:

@@ -15,27 +15,36 @@ node is kept when the file says so or when a kept edge touches it (files written
 ``prune`` can have a kept edge on a node marked out). Neuron-level graphs are refused: the catalog keeps
 components, not neurons. The ``cfg`` is kept in ``metadata["eap_ig_cfg"]`` so a re-export writes it back.
 
-Writing: every edge the circuit has a record for, with ``in_graph`` = kept, and every node it lists (or
-an edge touches). An edge stored without a score is written with score 1.0 when kept and 0.0 when not,
-because EAP-IG needs a number and MIB cuts circuits by score: this keeps a published circuit's edges on
-top of any cut. The config comes from ``metadata["eap_ig_cfg"]``, else the model's known shape.
+Scores' sign. MIB's files hold EAP-IG scores of the logit difference taken as a loss (MIB
+``run_attribution.py`` lines 85-86), so a score estimates loss(edge patched) - loss(model); imports keep them
+so, recorded as ``score_sign: "loss"``. A circuit whose scores are metric changes (``score_sign: "metric"``:
+this project's EAP, EAP-IG and path patching) is written with each score negated when its metric is one where
+higher is better, so that MIB ranks it as EAP-IG's own files.
+
+Writing: every edge the circuit has a record for (every scored edge of a discovered circuit), with ``in_graph``
+= kept, and every node it lists (or an edge touches). An edge stored without a score is written with score 1.0
+when kept and 0.0 when not, because EAP-IG needs a number and MIB cuts circuits by score: this keeps a
+published circuit's edges on top of any cut. The config comes from ``metadata["eap_ig_cfg"]``, else the
+model's known shape.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from catalog.errors import InvalidCircuit
 from catalog.formats.common import (
     assemble,
+    declared_shape,
     expect_bool,
-    expect_int,
     expect_object,
     expect_score,
+    known_config,
     model_config,
 )
 from catalog.records import CircuitRecord, EdgeRecord, NewCircuit, NodeRecord
+from discovery.names import METRIC_SPECS
 from discovery.graph import (
     ComponentGraph,
     Granularity,
@@ -56,17 +65,23 @@ _NEURON_FIELDS = ("neurons", "neurons_scores")
 # Reading
 
 
-def read_eap_ig(data: Any, *, name: str, model: str, task: Optional[str] = None) -> NewCircuit:
+def read_eap_ig(data: Any, *, name: str, model: str, task: Optional[str] = None,
+                shape: Optional[Mapping[str, int]] = None) -> NewCircuit:
+    """``shape``: the named model's, when known (else GPT-2 sizes by name): the file's ``cfg`` must agree."""
     top = expect_object(data, "file")
     for key in ("cfg", "nodes", "edges"):
         if key not in top:
             raise InvalidCircuit(f"file: missing field {key!r} (an EAP-IG graph has cfg, nodes and edges)")
     cfg = expect_object(top["cfg"], "cfg")
-    shape = ModelShape(expect_int(cfg.get("n_layers"), "cfg.n_layers"), expect_int(cfg.get("n_heads"), "cfg.n_heads"))
-    graph = ComponentGraph(shape, Granularity.QKV)
+    if cfg.get("parallel_attn_mlp", False) is not False:
+        raise InvalidCircuit("cfg.parallel_attn_mlp: a parallel-attention model's graph (no head feeds its own "
+                             "layer's MLP) is not GPT-2's, the one graph this catalog keeps")
+    declared = declared_shape(cfg, "cfg", model, shape or known_config(model))
+    graph = ComponentGraph(ModelShape(declared["n_layers"], declared["n_heads"]), Granularity.QKV)
     nodes = [_read_node(k, v, graph) for k, v in expect_object(top["nodes"], "nodes").items()]
     edges = [_read_edge(k, v, graph) for k, v in expect_object(top["edges"], "edges").items()]
-    metadata = {"imported_from": FORMAT, "eap_ig_cfg": dict(cfg), "model_shape": _shape_dict(cfg)}
+    # Scores are kept as the file has them; MIB's are a loss's (run_attribution.py: logit difference, loss=True).
+    metadata = {"imported_from": FORMAT, "eap_ig_cfg": dict(cfg), "model_shape": declared, "score_sign": "loss"}
     return assemble(
         name=name, model=model, task=task, nodes=nodes, edges=edges, edges_known=True, metadata=metadata
     )
@@ -113,10 +128,6 @@ def _no_nan(score: Optional[float]) -> Optional[float]:
     return None if score is not None and math.isnan(score) else score
 
 
-def _shape_dict(cfg: dict[str, Any]) -> dict[str, int]:
-    return {k: cfg[k] for k in ("n_layers", "n_heads", "d_model") if isinstance(cfg.get(k), int)}
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Writing
 
@@ -129,13 +140,14 @@ def write_eap_ig(circuit: Union[CircuitRecord, NewCircuit]) -> dict[str, Any]:
     cfg = _config(circuit)
     n_layers = cfg["n_layers"]
     nodes = {n.key: n for n in circuit.nodes}
+    sign = loss_sign(circuit)
     edges_out: dict[str, dict[str, Any]] = {}
     for e in sorted(circuit.edges, key=lambda e: parse_edge(e.key).order):
         try:
             name = eap_ig_edge_name(parse_edge(e.key, n_layers))
         except InvalidKey as err:
             raise InvalidCircuit(str(err)) from None
-        edges_out[name] = {"score": _edge_score(e), "in_graph": e.kept}
+        edges_out[name] = {"score": _edge_score(e, sign), "in_graph": e.kept}
     touched = {k for e in circuit.edges if e.kept for k in (e.src, e.dst)}
     keys = set(nodes) | {k for e in circuit.edges for k in (e.src, e.dst)} | {"embed", "logits"}
     nodes_out: dict[str, dict[str, Any]] = {}
@@ -148,10 +160,19 @@ def write_eap_ig(circuit: Union[CircuitRecord, NewCircuit]) -> dict[str, Any]:
     return {"cfg": cfg, "nodes": nodes_out, "edges": edges_out}
 
 
-def _edge_score(e: EdgeRecord) -> float:
+def _edge_score(e: EdgeRecord, sign: float) -> float:
     if e.score is None:
         return 1.0 if e.kept else 0.0
-    return e.score
+    return sign * e.score
+
+
+def loss_sign(circuit: Union[CircuitRecord, NewCircuit]) -> float:
+    """-1 where a circuit's scores are changes of a metric for which higher is better (see the module docstring)."""
+    if circuit.metadata.get("score_sign") != "metric":
+        return 1.0
+    metric = circuit.metadata.get("metric")
+    spec = METRIC_SPECS.get(metric) if isinstance(metric, str) else None
+    return -1.0 if spec is not None and spec.higher_is_better else 1.0
 
 
 def _config(circuit: Union[CircuitRecord, NewCircuit]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def save(fig: Any, folder: Path, stem: str, formats: Sequence[str] = FORMATS) ->
     """Write ``fig`` as ``folder/stem.<format>`` for each format, each file whole or not at all and inside
     ``folder`` whatever ``stem`` holds (it comes from a circuit's name: ``discovery.files``); returns the paths."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(exist_ok=True)  # the folder the user named; its parent must exist
     except OSError as err:
         raise OutputError(describe(err, folder / stem)) from None
     paths = []

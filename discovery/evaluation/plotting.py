@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from discovery.errors import SettingsError
+from discovery.files import atomic_path
 from discovery.evaluation.curves import Curve
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
@@ -54,6 +55,6 @@ def plot_curves(curves: Mapping[str, Curve], path: Union[str, Path], *, title: O
     ax.legend(fontsize="small")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=fmt)
+    with atomic_path(path) as tmp:  # whole or not at all, and only in a folder that exists
+        fig.savefig(tmp, format=fmt)
     return path

@@ -192,7 +192,7 @@ def test_export_import_round_trip_native_and_eap_ig(seeded: str, tmp_path: Path)
     assert run(seeded, "export", "greater-than-hanna2023", "-o", str(eap), "--to", "eap-ig").exit_code == 0
     back = run(seeded, "import", str(eap), "--from", "eap-ig", "--task", "greater-than")
     assert back.stdout == "imported gt: 9 heads, 12 MLPs, 235 edges\n"
-    assert back.stderr == "note: eap-ig files do not name their model; assuming gpt2 (--model to change)\n"
+    assert back.stderr == "note: eap-ig files do not name their model; assumed gpt2 (--model to change)\n"
     assert json.loads(run(seeded, "diff", "greater-than-hanna2023", "gt", "--json").stdout)["only_b"] == []
 
 

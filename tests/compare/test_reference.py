@@ -140,3 +140,20 @@ def test_lan_performance_and_successor_head() -> None:
     assert not successor.edges_known
     assert "Lan et al." in successor.metadata["node_list_from"]
     assert "greater-than" in successor.metadata["node_list_from"]
+
+
+def test_each_reference_is_evaluated_as_its_paper_did() -> None:
+    from catalog.records import CircuitRecord
+
+    def defaults(name: str) -> dict:
+        new = load_reference(name)
+        record = CircuitRecord(id=0, name=new.name, model=new.model, task=new.task, source=new.source,
+                               nodes=new.nodes, edges=new.edges, edges_known=new.edges_known, metadata=new.metadata)
+        return record.evaluation_defaults()
+
+    assert defaults("ioi-wang2022") == {"level": "nodes", "ablation": "mean", "corruption": "abc", "from": "its paper"}
+    assert defaults("greater-than-hanna2023") == {"level": "edges", "ablation": "patch", "corruption": "01",
+                                                  "from": "its paper"}
+    for name in ("digits-lan2023", "numwords-lan2023", "months-lan2023"):
+        assert defaults(name) == {"level": "nodes", "ablation": "mean", "corruption": "random", "from": "its paper"}
+    assert defaults("successor-gould2023")["from"] == "MIB's counterfactual patching"  # nothing to reproduce

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import click
 
@@ -29,11 +29,12 @@ METHODS = ("acdc", "node-pruning", "eap", "eap-ig", "path-patching")
               show_default=True, help="Folder for the diagrams.")
 @click.option("--method", type=click.Choice(METHODS), default="acdc", show_default=True,
               help="The method the toy circuits are found with (at its default settings).")
-@click.option("--n-prompts", type=click.IntRange(1, 100_000), default=None,
-              help="Prompts drawn a task (default: each task's own size, 1,536 for Lan et al.'s tasks).")
+@click.option("--n-prompts", type=click.IntRange(1, 100_000), default=128, show_default=True,
+              help="Prompts drawn a task, fewer than Lan et al.'s 1,536 so that the demo takes a minute on a laptop "
+              "(`circuits discover` uses each task's own size).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @db_option
-def demo(out_dir: Path, method: str, n_prompts: Optional[int], seed: int, db_url: str) -> None:
+def demo(out_dir: Path, method: str, n_prompts: int, seed: int, db_url: str) -> None:
     """Import the published circuits, discover the toy model's circuits for five tasks, compare and draw them.
 
     Circuits already in the catalog are kept, so running it again only redraws.
@@ -56,7 +57,7 @@ def demo(out_dir: Path, method: str, n_prompts: Optional[int], seed: int, db_url
         click.echo("== published GPT-2 small circuits")
         import_references(catalog, [load_reference(n) for n in reference_names()])
 
-        click.echo(f"\n== circuits of the toy model ({method}, at its defaults)")
+        click.echo(f"\n== circuits of the toy model ({method} at its defaults, {n_prompts} prompts a task)")
         model = load_model("toy")
         names = []
         for task in TASKS:

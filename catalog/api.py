@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from catalog import queries
-from catalog.db import connect, session_scope
+from catalog.db import catalog_exists, connect, session_scope
 from catalog.errors import AlreadyExists, CatalogError
 from catalog.records import CircuitRecord, CircuitSummary, RunRecord
 from catalog.validate import check_name
@@ -32,11 +32,22 @@ from discovery.results import DatasetSpec, DiscoveryResult, ModelSpec
 
 
 class Catalog:
-    """An open catalog (SQLite file or PostgreSQL URL); close it, or use it as a context manager."""
+    """An open catalog (SQLite file or PostgreSQL URL); close it, or use it as a context manager. ``mode`` is
+    ``catalog.db.connect``'s: ``create`` (the default) makes a new catalog where there is none, ``write`` and
+    ``read`` need one to exist, ``read`` never writes."""
 
-    def __init__(self, url: str = "sqlite:///circuits.db", *, engine: Optional[Engine] = None):
-        self.url = url
-        self.engine = engine if engine is not None else connect(url)
+    def __init__(self, url: str = "sqlite:///circuits.db", *, mode: str = "create", engine: Optional[Engine] = None):
+        self.url, self.mode = url, mode
+        self._engine = engine
+        if engine is None and not (mode == "create" and not catalog_exists(url)):
+            self._engine = connect(url, mode=mode)  # an existing catalog is opened (and checked) at once
+
+    @property
+    def engine(self) -> Engine:
+        """The database engine; a new SQLite catalog is created only here, when something is first written."""
+        if self._engine is None:
+            self._engine = connect(self.url, mode=self.mode)
+        return self._engine
 
     def __enter__(self) -> "Catalog":
         return self
@@ -45,7 +56,8 @@ class Catalog:
         self.close()
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     @contextmanager
     def session(self, *, read_only: bool = False) -> Iterator[Session]:
@@ -70,6 +82,8 @@ class Catalog:
         if name is None:
             return
         check_name(name)
+        if self._engine is None:  # no catalog yet, so no name is taken
+            return
         with self.session(read_only=True) as s:
             if queries.find_circuit_id(s, name) is not None:
                 raise AlreadyExists(f"a circuit named {name!r} already exists; choose another name")

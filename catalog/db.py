@@ -163,41 +163,89 @@ def _first_line(err: object) -> str:
 
 @dataclass(frozen=True)
 class SchemaState:
-    """What a database holds: its recorded revision, the code's head, and whether catalog tables exist."""
+    """What a database holds: its recorded revision, the code's head, whether catalog tables exist, and the
+    tables some other program made (``foreign``)."""
 
     url: str
     revision: Optional[str]
     head: str
     has_tables: bool
+    foreign: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
-        """``empty`` | ``current`` | ``older`` | ``newer`` | ``unversioned``."""
+        """``empty`` | ``current`` | ``older`` | ``newer`` | ``unversioned`` | ``foreign``.
+
+        ``foreign``: no catalog here, but tables another program made; a catalog created beside them with
+        ``circuits db upgrade --alongside`` has its version table, and opens as any other."""
         if self.revision is None:
-            return "unversioned" if self.has_tables else "empty"
+            if self.has_tables:
+                return "unversioned"
+            return "foreign" if self.foreign else "empty"
         if self.revision == self.head:
             return "current"
         return "older" if _is_known(self.revision) else "newer"
 
 
-def connect(url: str) -> Engine:
-    """Open the catalog at ``url`` (a SQLAlchemy URL or a SQLite file path), creating its schema if empty.
+MODES = ("create", "write", "read")
 
-    Raises ``BadDatabase`` when it cannot be opened and ``SchemaMismatch`` when its schema is not this code's.
-    """
+
+def catalog_exists(url: str) -> bool:
+    """False only for a SQLite file that is not there yet (a server's database is assumed to exist)."""
     parsed = to_url(url)
-    engine = make_engine(parsed)
+    return not (_is_sqlite_file(parsed) and not os.path.exists(parsed.database or ""))
+
+
+def connect(url: str, *, mode: str = "create") -> Engine:
+    """Open the catalog at ``url`` (a SQLAlchemy URL or a SQLite file path).
+
+    ``mode``: ``create`` makes the schema in an empty database or a new SQLite file (what saving commands and a
+    notebook do); ``write`` and ``read`` need a catalog to be there already (a typo in a path must not conjure an
+    empty catalog); ``read`` opens a SQLite file read-only, immutable when its filesystem is (a catalog in WAL mode
+    otherwise needs to write its shared-memory file even to be read). A database some other program made is never
+    written to. Raises ``BadDatabase`` when it cannot be opened and ``SchemaMismatch`` when its schema is not this
+    code's.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    parsed = to_url(url)
+    if mode != "create" and _is_sqlite_file(parsed) and not os.path.exists(parsed.database or ""):
+        raise BadDatabase(f"no catalog at {display(parsed)}: `circuits db upgrade --db {display(parsed)}` creates one")
+    engine, state = _open(parsed, mode)
     try:
-        state = _read_state(engine, parsed)
         if state.status == "empty":
+            if mode != "create":
+                raise BadDatabase(f"{display(parsed)} holds no catalog: `circuits db upgrade --db {display(parsed)}` "
+                                  "creates one")
             state = _initialise(engine, parsed)
         check(state)
-        if _is_sqlite_file(parsed):
+        if _is_sqlite_file(parsed) and mode != "read":
             _ensure_wal(engine)
     except BaseException:
         engine.dispose()
         raise
     return engine
+
+
+def _open(url: URL, mode: str) -> tuple[Engine, SchemaState]:
+    """An engine and what the database holds; for reading a SQLite file, read-only, then immutable."""
+    if mode != "read" or not _is_sqlite_file(url):
+        engine = make_engine(url)
+        try:
+            return engine, _read_state(engine, url)
+        except BaseException:
+            engine.dispose()
+            raise
+    first: Optional[BadDatabase] = None
+    for flags in ("mode=ro", "immutable=1"):
+        engine = make_engine(URL.create("sqlite", database=f"file:{url.database}?{flags}", query={"uri": "true"}))
+        try:
+            return engine, _read_state(engine, url)
+        except BadDatabase as err:
+            engine.dispose()
+            first = first or err
+    assert first is not None
+    raise first
 
 
 def check(state: SchemaState) -> None:
@@ -216,6 +264,12 @@ def check(state: SchemaState) -> None:
             f"the catalog at {where} has schema {rev}, which this code ({head}) does not know: the code is "
             "older than the database; upgrade circuit-catalog"
         )
+    if status == "foreign":
+        shown = ", ".join(state.foreign[:5]) + (f" and {len(state.foreign) - 5} more" if len(state.foreign) > 5 else "")
+        raise BadDatabase(
+            f"{where} is not a circuit catalog: it holds tables another program made ({shown}); nothing was "
+            "written. Use another file or schema, or `circuits db upgrade --alongside` to add a catalog beside them"
+        )
     raise SchemaMismatch(
         f"the database at {where} has catalog tables but no catalog schema version ({VERSION_TABLE}); "
         "it was not made by circuit-catalog's migrations and cannot be opened or upgraded in place"
@@ -227,11 +281,9 @@ def schema_state(url: str) -> SchemaState:
     parsed = to_url(url)
     if _is_sqlite_file(parsed) and not os.path.exists(parsed.database or ""):
         return SchemaState(display(parsed), None, head_revision(), False)
-    engine = make_engine(parsed)
-    try:
-        return _read_state(engine, parsed)
-    finally:
-        engine.dispose()
+    engine, state = _open(parsed, "read")
+    engine.dispose()
+    return state
 
 
 def _read_state(engine: Engine, url: URL) -> SchemaState:
@@ -249,7 +301,8 @@ def _state_on(conn: Connection, url: URL) -> SchemaState:
     if VERSION_TABLE in tables:
         rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
         revision = ",".join(sorted(rows)) or None
-    return SchemaState(display(url), revision, head_revision(), bool(tables & set(CATALOG_TABLES)))
+    foreign = tuple(sorted(tables - set(CATALOG_TABLES) - {VERSION_TABLE}))
+    return SchemaState(display(url), revision, head_revision(), bool(tables & set(CATALOG_TABLES)), foreign)
 
 
 def _initialise(engine: Engine, url: URL) -> SchemaState:
@@ -325,13 +378,15 @@ def _is_known(revision: str) -> bool:
         return False
 
 
-def upgrade_schema(url: str, revision: str = "head") -> tuple[SchemaState, SchemaState]:
+def upgrade_schema(url: str, revision: str = "head", *, alongside: bool = False) -> tuple[SchemaState, SchemaState]:
     """Migrate the database to ``revision`` (head by default); returns the states before and after.
 
     Runs in one transaction under the init lock; on SQLite with foreign keys OFF, because batch mode's
-    copy-and-move of a parent table with them ON silently cascades deletes into child rows.
+    copy-and-move of a parent table with them ON silently cascades deletes into child rows. A database holding
+    another program's tables and no catalog is refused unless ``alongside`` (its tables are then left as they are,
+    and the catalog's, none of whose names they take, are created beside them).
     """
-    return _migrate(url, revision, command.upgrade)
+    return _migrate(url, revision, command.upgrade, alongside=alongside)
 
 
 def downgrade_schema(url: str, revision: str) -> tuple[SchemaState, SchemaState]:
@@ -339,14 +394,14 @@ def downgrade_schema(url: str, revision: str) -> tuple[SchemaState, SchemaState]
     return _migrate(url, revision, command.downgrade)
 
 
-def _migrate(url: str, revision: str, step: Any) -> tuple[SchemaState, SchemaState]:
+def _migrate(url: str, revision: str, step: Any, *, alongside: bool = False) -> tuple[SchemaState, SchemaState]:
     parsed = to_url(url)
     engine = make_engine(parsed, foreign_keys=False)
     try:
         with engine.begin() as conn:
             _lock(conn)
             before = _state_on(conn, parsed)
-            if before.status in ("newer", "unversioned"):
+            if before.status in ("newer", "unversioned") or (before.status == "foreign" and not alongside):
                 check(before)
             step(alembic_config(parsed, conn), revision)
             after = _state_on(conn, parsed)

@@ -79,7 +79,7 @@ def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: O
     from discovery.config import resolve_common
 
     what = _what(what_text)
-    with catalog_session(db_url, read_only=True) as session:
+    with catalog_session(db_url) as session:
         record = get_circuit(session, circuit, kept_only=True)
     task = task or record.task
     if task is None and any(w in NEEDS_TASK for w in what):
@@ -91,7 +91,7 @@ def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: O
     settings = _Settings(what, common, _names(token_sets, "--token-sets"), embedding, filler)
     results = run_analyses(record, settings)
     paths = _plots(plots_dir, results, record.name) if plots_dir else []  # before storing: both or neither
-    with catalog_session(db_url) as session:
+    with catalog_session(db_url, mode="write") as session:
         stored = store(session, record, results, label_roles=roles)
     _report(record.name, results, stored, paths, as_json)
 
@@ -294,7 +294,7 @@ def role_set(circuit: str, node: str, role: str, note: Optional[str], by: Option
     who = (by or _os_user()).strip()
     if not who:
         raise click.BadParameter("needs a name", param_hint="--by")
-    with catalog_session(db_url) as session:
+    with catalog_session(db_url, mode="write") as session:
         record = set_role(session, circuit, node, role, f"user:{who}", score, note)
     click.echo(f"{circuit} {record.key}: {role} (set by user:{who})")
     if role not in ROLES:
@@ -315,7 +315,7 @@ def role_list(circuit: str, db_url: str, as_json: bool) -> None:
     """
     from catalog.queries import get_circuit
 
-    with catalog_session(db_url, read_only=True) as session:
+    with catalog_session(db_url) as session:
         record = get_circuit(session, circuit, kept_only=True)
     rows = []
     for n in record.kept_nodes:

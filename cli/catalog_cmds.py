@@ -53,9 +53,12 @@ def _state_json(state: SchemaState) -> dict[str, Any]:
 
 
 @db_group.command("upgrade")
+@click.option("--alongside", is_flag=True,
+              help="Create the catalog in a database that holds another program's tables, leaving them as they are "
+              "(refused otherwise; a separate file or PostgreSQL schema is cleaner).")
 @db_option
-def db_upgrade(db_url: str) -> None:
-    """Migrate the catalog's schema to this code's version (creating it in an empty database).
+def db_upgrade(alongside: bool, db_url: str) -> None:
+    """Migrate the catalog's schema to this code's version (creating it in an empty database or a new file).
 
     Back up a SQLite file first if it matters: the upgrade runs in one transaction, but a copy is cheap.
 
@@ -64,7 +67,7 @@ def db_upgrade(db_url: str) -> None:
     \b
         circuits db upgrade --db sqlite:///circuits.db
     """
-    before, after = upgrade_schema(db_url)
+    before, after = upgrade_schema(db_url, alongside=alongside)
     if before.revision == after.revision:
         click.echo(f"{after.url} is already at {after.revision} (head)")
     else:
@@ -125,7 +128,7 @@ def list_cmd(model: Optional[str], task: Optional[str], db_url: str, as_json: bo
         circuits list --model gpt2 --task ioi
         circuits list --json
     """
-    with catalog_session(db_url, read_only=True) as session:
+    with catalog_session(db_url) as session:
         summaries = queries.list_circuits(session, model=model, task=task)
     if as_json:
         print_json([_summary_json(s) for s in summaries])
@@ -230,7 +233,7 @@ def show_cmd(circuit: str, threshold: Optional[float], db_url: str, as_json: boo
     """
     if threshold is not None and not math.isfinite(threshold):
         raise click.BadParameter("must be a finite number", param_hint="--threshold")
-    with catalog_session(db_url, read_only=True) as session:
+    with catalog_session(db_url) as session:
         record = queries.get_circuit(session, circuit)
     if threshold is not None:
         record = queries.recut(record, threshold)
@@ -253,7 +256,7 @@ def holds_cmd(node: str, db_url: str, as_json: bool) -> None:
         circuits holds 9.1
         circuits holds m5 --json
     """
-    with catalog_session(db_url, read_only=True) as session:
+    with catalog_session(db_url) as session:
         found = queries.circuits_holding(session, node)
     rows = [
         {
@@ -291,7 +294,7 @@ def delete_cmd(circuit: str, db_url: str) -> None:
     \b
         circuits delete ioi-eap-draft
     """
-    with catalog_session(db_url) as session:
+    with catalog_session(db_url, mode="write") as session:
         queries.delete_circuit(session, circuit)
     click.echo(f"deleted circuit {circuit}")
 
@@ -346,7 +349,7 @@ def runs_cmd(status: Optional[str], db_url: str, as_json: bool) -> None:
         circuits runs --status failed
         circuits runs --json
     """
-    with catalog_session(db_url, read_only=True) as session:
+    with catalog_session(db_url) as session:
         runs = queries.list_runs(session, status=status)
     if as_json:
         print_json([_run_json(r) for r in runs])

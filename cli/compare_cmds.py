@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 def _load(db_url: str, names: Sequence[str]) -> list[CircuitRecord]:
     """The circuits with their kept edges only: comparing and drawing need no more, and a discovered circuit
     stores every edge its run scored (32,491 for GPT-2 small). Exports read them all."""
-    with catalog_session(db_url, read_only=True) as session:
+    with catalog_session(db_url) as session:
         return [queries.get_circuit(session, name, kept_only=True) for name in names]
 
 
@@ -183,7 +183,7 @@ def export_cmd(circuit: str, output: Path, fmt: str, mib_binary: bool, db_url: s
     """
     if mib_binary and fmt != "mib":
         raise click.UsageError("--mib-binary goes with --to mib")
-    with catalog_session(db_url, read_only=True) as session:
+    with catalog_session(db_url) as session:
         record = queries.get_circuit(session, circuit)
         shape = queries.find_model_shape(session, record.model)
     if shape and "model_shape" not in record.metadata:  # other tools' formats need the model's shape
@@ -223,7 +223,7 @@ def import_cmd(file: Path, fmt: str, name: Optional[str], model: Optional[str], 
     if fmt != "native":
         name = name or file.stem
     new = read_circuit_file(file, fmt, name=name, model=model, task=task)
-    with catalog_session(db_url) as session:
+    with catalog_session(db_url, mode="create") as session:
         queries.save_circuit(session, new)
     click.echo(f"imported {new.name}: {_counts(new)}")
     if assumed:
@@ -287,7 +287,7 @@ def _held(db_url: str, names: Sequence[str]) -> Optional[set[str]]:
     """Which of ``names`` the catalog holds; None (with a note) when it cannot be read, since the shipped
     list is worth showing without a working database."""
     try:
-        with catalog_session(db_url, read_only=True) as session:
+        with catalog_session(db_url) as session:
             return {n for n in names if queries.find_circuit(session, n) is not None}
     except CatalogError as err:
         info(f"note: cannot read the catalog ({str(err).splitlines()[0]}), so 'imported' is not shown")

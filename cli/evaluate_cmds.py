@@ -80,7 +80,7 @@ def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optiona
 
     if plot is not None and not curve:
         raise click.UsageError("--plot draws the faithfulness curve: add --curve")
-    with Catalog(db_url) as catalog, catalog.session(read_only=True) as session:
+    with Catalog(db_url, mode="read") as catalog, catalog.session(read_only=True) as session:
         from catalog.queries import get_circuit
 
         records = [get_circuit(session, name) for name in circuits]

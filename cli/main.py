@@ -36,8 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "Find a circuit with one method and keep it in the catalog, with everything that made it."),
     "evaluate": ("cli.evaluate_cmds:evaluate",
                  "Measure stored circuits by ablating everything outside them, on a model and a task."),
-    "export": ("cli.compare_cmds:export_cmd", "Write a circuit to a JSON file, in the catalog's own format or "
-               "EAP-IG's."),
+    "export": ("cli.compare_cmds:export_cmd", "Write a circuit to a file: the catalog's own format, EAP-IG's, or "
+               "MIB's submission layout."),
     "holds": ("cli.catalog_cmds:holds_cmd", "Which circuits hold a node (a head like 9.1 or a9.1, an MLP like m5), "
               "and its role in each."),
     "import": ("cli.compare_cmds:import_cmd", "Add a circuit from a JSON file; a malformed or inconsistent file is "

@@ -18,6 +18,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_DB = "sqlite:///circuits.db"
 
 
+def _lasting_db(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse a catalog that would vanish when the command ends (in-memory SQLite): its saves would be lies."""
+    text = (value or "").strip()
+    if text in ("sqlite://", "sqlite:///", ":memory:") or ":memory:" in text or "mode=memory" in text:
+        raise click.BadParameter("an in-memory catalog vanishes when the command ends: give a file "
+                                 "(sqlite:///circuits.db) or a PostgreSQL URL")
+    return value
+
+
 def db_option(fn: F) -> F:
     """``--db URL``: the catalog, from the flag, else ``$CIRCUITS_DB``, else ./circuits.db."""
     return click.option(
@@ -27,17 +36,19 @@ def db_option(fn: F) -> F:
         default=DEFAULT_DB,
         show_default=True,
         metavar="URL",
+        callback=_lasting_db,
         help="Catalog database: a SQLAlchemy URL (sqlite:///file.db, postgresql+psycopg://...) or a file path.",
     )(fn)
 
 
 @contextmanager
-def catalog_session(db_url: str, *, read_only: bool = False) -> Iterator[Any]:
+def catalog_session(db_url: str, *, mode: str = "read") -> Iterator[Any]:
     """One session on the catalog at ``db_url`` for one command: committed on success, rolled back on error,
-    and the engine disposed whatever happens."""
+    and the engine disposed whatever happens. ``mode`` is ``catalog.db.connect``'s: ``read`` (read-only),
+    ``write`` (an existing catalog) or ``create``."""
     from catalog import Catalog
 
-    with Catalog(db_url) as catalog, catalog.session(read_only=read_only) as session:
+    with Catalog(db_url, mode=mode) as catalog, catalog.session(read_only=mode == "read") as session:
         yield session
 
 

@@ -40,6 +40,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     target = Path(path)
     if target.is_dir():
         raise OutputError(f"cannot write {target}: it is a folder; name a file")
+    if target.exists() and not target.is_file():  # a device (/dev/full), a pipe: never replaced by a file
+        raise OutputError(f"cannot write {target}: not a regular file")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
         os.close(fd)

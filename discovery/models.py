@@ -180,11 +180,8 @@ def _boot(folder: str, name: str, device: torch.device, dtype: torch.dtype) -> A
     from transformer_lens.model_bridge import TransformerBridge
 
     quiet_transformers()
-    try:
-        with offline():
-            bridge = TransformerBridge.boot_transformers(folder, device=str(device), dtype=dtype)
-    except OSError as err:
-        raise ModelNotAvailable(f"cannot load {name} from {folder}: {str(err).splitlines()[0]}") from None
+    with offline(), weights_errors(name, folder):
+        bridge = TransformerBridge.boot_transformers(folder, device=str(device), dtype=dtype)
     bridge.enable_compatibility_mode()
     bridge.set_use_attn_result(True)
     bridge.set_use_split_qkv_input(True)
@@ -193,6 +190,21 @@ def _boot(folder: str, name: str, device: torch.device, dtype: torch.dtype) -> A
     for p in bridge.parameters():
         p.requires_grad_(False)
     return bridge
+
+
+@contextmanager
+def weights_errors(name: str, folder: str) -> Iterator[None]:
+    """A model folder whose weights do not load ends in one line. Weights are read as safetensors, or as pickles
+    with torch's weights-only loader, which refuses to run a pickle's code: say so rather than show its trace."""
+    try:
+        yield
+    except ModelNotAvailable:
+        raise
+    except Exception as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        pickled = any(Path(folder).glob("*.bin")) and not any(Path(folder).glob("*.safetensors"))
+        hint = " (only safetensors, or pickles holding nothing but weights, load here)" if pickled else ""
+        raise ModelNotAvailable(f"cannot load {name} from {folder}: {detail[:200]}{hint}") from None
 
 
 def weights_hash(folder: str) -> str:

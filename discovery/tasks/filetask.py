@@ -21,6 +21,7 @@ from discovery.errors import TaskError
 from discovery.tasks.base import LOGIT_DIFF, Prompt, Task
 
 FILE_CORRUPTION = "file"
+MAX_FILE_BYTES = 256 * 2**20
 
 
 def _texts(value: Any, key: str) -> tuple[str, ...]:
@@ -81,19 +82,18 @@ class FileTask(Task):
         if not p.is_file():
             raise TaskError(f"no prompts file {self.path!r}")
         prompts, lines, wants_bos = [], [], set()
-        with p.open(encoding="utf-8") as fh:
-            for number, text in enumerate(fh, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    prompt, bos = parse_line(text)
-                except (ValueError, TaskError) as err:
-                    raise TaskError(f"{self.path} line {number}: {err}") from None
-                if wants_bos and bos not in wants_bos:
-                    raise TaskError(f"{self.path} line {number}: 'bos' differs from the lines before it")
-                prompts.append(prompt)
-                wants_bos.add(bos)
-                lines.append(number)
+        for number, text in enumerate(_read_lines(p), start=1):
+            if not text.strip():
+                continue
+            try:
+                prompt, bos = parse_line(text)
+            except (ValueError, TaskError) as err:
+                raise TaskError(f"{self.path} line {number}: {err}") from None
+            if wants_bos and bos not in wants_bos:
+                raise TaskError(f"{self.path} line {number}: 'bos' differs from the lines before it")
+            prompts.append(prompt)
+            wants_bos.add(bos)
+            lines.append(number)
         if not prompts:
             raise TaskError(f"{self.path}: no prompts in the file")
         object.__setattr__(self, "_prompts", tuple(prompts))
@@ -114,6 +114,21 @@ class FileTask(Task):
 
     def where(self, index: int) -> str:
         return f"{self.path} line {self._lines[index]}"
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines (split at newlines only, as editors number them), refusing a file over ``MAX_FILE_BYTES``
+    or not UTF-8 in one line."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise TaskError(f"{path} is over the {MAX_FILE_BYTES // 2**20} MiB a prompts file may have")
+        raw = path.read_bytes()
+    except OSError as err:
+        raise TaskError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        return raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError as err:
+        raise TaskError(f"{path} is not UTF-8 text (byte {err.start} is not); save it as UTF-8") from None
 
 
 def prompt_record(p: Prompt, bos: bool = True) -> dict[str, Any]:

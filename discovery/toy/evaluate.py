@@ -36,12 +36,15 @@ def load(model_dir: Path | str) -> tuple[Any, Any]:
     """The Hugging Face model (eval mode) and tokenizer of a model folder."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from discovery.models import quiet_transformers
+    from discovery.models import check_available, offline, quiet_transformers, weights_errors
 
+    folder = check_available(str(model_dir))  # a GPT-2 folder with a config.json, or one line saying what is not
     quiet_transformers()
-    model = GPT2LMHeadModel.from_pretrained(str(model_dir))
+    with offline(), weights_errors(str(model_dir), folder):
+        model = GPT2LMHeadModel.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     model.eval()
-    return model, AutoTokenizer.from_pretrained(str(model_dir))
+    return model, tokenizer
 
 
 def final_logits(model: Any, tokens: torch.Tensor) -> torch.Tensor:

@@ -169,8 +169,11 @@ def test_holds_lists_circuits_with_the_node_and_its_role(seeded: str, run_cli: C
 
 
 def test_runs_lists_status_and_error(sqlite_url: str, run_cli: Callable[..., Result]) -> None:
-    assert run_cli("runs").stdout == "no runs in the catalog\n"
+    missing = run_cli("runs")  # a read command never conjures a catalog
+    assert missing.exit_code == 1 and missing.stderr.startswith("Error: no catalog at")
+    assert "circuits db upgrade" in missing.stderr and not Path(sqlite_url.removeprefix("sqlite:///")).exists()
     engine = connect(sqlite_url)
+    assert run_cli("runs").stdout == "no runs in the catalog\n"
     spec = ModelSpec(name="toy", source="local/toy", n_layers=2, n_heads=2, d_model=8)
     with session_scope(engine) as s:
         run = queries.start_run(s, make_config("toy", "digits", "acdc"), spec)

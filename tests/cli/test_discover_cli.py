@@ -109,7 +109,7 @@ def test_bad_input_is_one_line_and_records_no_run(db: str, args: list[str], mess
     result = CliRunner().invoke(cli, ["discover", "--n-prompts", "8", "--db", db, *args])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert runs(db) == []
+    assert not Path(db.removeprefix("sqlite:///")).exists()  # refused before anything: not even a catalog made
 
 
 def test_a_taken_name_is_refused_before_any_work(db: str) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from catalog.errors import AlreadyExists, InvalidCircuit, NotFound
 from catalog.models import Circuit, Dataset, Edge, Model, Node, Run, Task, decode_score, encode_score, utc_now
 from catalog.records import CircuitRecord, CircuitSummary, EdgeRecord, NewCircuit, NodeRecord
-from catalog.validate import canonical_rows
+from catalog.validate import TEXT_LEN, canonical_rows, check_text
 from discovery.graph import ModelShape, NodeKind, parse_edge, parse_node
 from discovery.topology import cut_threshold
 
@@ -169,6 +169,9 @@ def set_role(
     ``user:NAME``) and on what evidence. The node must already be in the circuit (``NotFound``)."""
     if not source:
         raise InvalidCircuit("a role needs its source: paper, analysis or user:NAME")
+    check_text(role, "a role", optional=True)
+    check_text(source, "a role's source")
+    check_text(note, "a role's note", TEXT_LEN, optional=True)
     node = _node_row(session, circuit_name, node_key)
     node.role, node.role_source, node.role_note = role, source, note
     node.role_score, node.role_score_kind = encode_score(score)

@@ -72,6 +72,9 @@ class _Keys:
         return found
 
 
+TEXT_LEN = 100_000  # notes, descriptions, citations: any length both backends keep, bounded to stay sane
+
+
 def check_name(name: object, what: str = "circuit name") -> str:
     """A name a circuit (or group, sweep) may have: printable text, no leading or trailing space, no path
     separator, not ``.`` or ``..``, at most ``NAME_LEN`` characters. Names become file names (``analyze --plots``)
@@ -109,6 +112,12 @@ def check_header(new: NewCircuit) -> None:
     check_text(new.model, f"circuit {new.name!r}: model name")
     check_text(new.task, f"circuit {new.name!r}: task name", optional=True)
     check_text(new.method, f"circuit {new.name!r}: method", optional=True)
+    check_text(new.citation, f"circuit {new.name!r}: citation", TEXT_LEN, optional=True)
+    check_text(new.description, f"circuit {new.name!r}: description", TEXT_LEN, optional=True)
+    for n in new.nodes:
+        check_text(n.role, f"circuit {new.name!r}: node {n.key}'s role", optional=True)
+        check_text(n.role_source, f"circuit {new.name!r}: node {n.key}'s role source", optional=True)
+        check_text(n.role_note, f"circuit {new.name!r}: node {n.key}'s role note", TEXT_LEN, optional=True)
     if new.source not in SOURCES:
         raise InvalidCircuit(f"circuit {new.name!r}: source must be one of {', '.join(SOURCES)}, got {new.source!r}")
     if new.threshold is not None and not math.isfinite(new.threshold):

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import click
 
-from cli.options import catalog_session, db_option, fmt, info, json_option, print_json, print_table, run_options
+from cli.options import FINITE, catalog_session, db_option, fmt, info, json_option, print_json, print_table, run_options
 
 WHAT = ("attention", "ov", "dla", "logit-lens")
 NEEDS_TASK = ("attention", "dla", "logit-lens")
@@ -274,7 +274,7 @@ def role_group() -> None:
 @click.argument("role")
 @click.option("--note", default=None, help="Why: the evidence, a paper, a notebook.")
 @click.option("--by", "by", default=None, help="Who sets it (default: your OS user name); stored as user:NAME.")
-@click.option("--score", type=float, default=None, help="A score behind the role, if there is one.")
+@click.option("--score", type=FINITE, default=None, help="A score behind the role, if there is one.")
 @db_option
 def role_set(circuit: str, node: str, role: str, note: Optional[str], by: Optional[str], score: Optional[float],
              db_url: str) -> None:

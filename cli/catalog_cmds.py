@@ -6,7 +6,6 @@ Each command parses its arguments, opens one session, calls one catalog function
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any, Optional
 
 import click
@@ -14,7 +13,7 @@ import click
 from catalog import queries
 from catalog.db import SchemaState, schema_state, upgrade_schema
 from catalog.records import CircuitRecord, CircuitSummary, NodeRecord, RunRecord
-from cli.options import catalog_session, db_option, fmt, json_option, print_json, print_table
+from cli.options import FINITE, catalog_session, db_option, fmt, json_option, print_json, print_table
 
 
 def _when(value: Optional[dt.datetime]) -> Optional[str]:
@@ -214,7 +213,7 @@ def _print_circuit(record: CircuitRecord, recut: bool) -> None:
 @click.argument("circuit")
 @click.option(
     "--threshold",
-    type=float,
+    type=FINITE,
     default=None,
     metavar="X",
     help="Re-cut the circuit from its stored edge scores, keeping edges with |score| >= X. This thresholds "
@@ -231,8 +230,6 @@ def show_cmd(circuit: str, threshold: Optional[float], db_url: str, as_json: boo
         circuits show ioi-wang2022
         circuits show ioi-eap --threshold 0.05 --json
     """
-    if threshold is not None and not math.isfinite(threshold):
-        raise click.BadParameter("must be a finite number", param_hint="--threshold")
     with catalog_session(db_url) as session:
         record = queries.get_circuit(session, circuit)
     if threshold is not None:

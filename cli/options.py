@@ -18,6 +18,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_DB = "sqlite:///circuits.db"
 
 
+class FiniteFloat(click.ParamType):
+    """A number that is not nan or infinite (what both backends keep, and what a score or threshold means)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"expected a number, got {value!r}", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expected a finite number, got {value!r}", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
+
 def _lasting_db(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """Refuse a catalog that would vanish when the command ends (in-memory SQLite): its saves would be lies."""
     text = (value or "").strip()

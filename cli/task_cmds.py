@@ -69,10 +69,13 @@ def _items(tokenizer: Any, ids: Any, mask: Any, limit: int = 6) -> str:
 
 
 def _dataset(task: str, model: str, n: int, seed: int, corruption: Optional[str]):  # -> TaskDataset
-    from discovery.tasks import build_dataset, load_tokenizer
+    from discovery.config import check_n_prompts, check_seed
+    from discovery.tasks import build_dataset, get_task, load_tokenizer
 
+    task_obj = get_task(task)
+    n = check_n_prompts(task_obj, n)  # bounded before any work: a billion prompts would only fill memory
     tokenizer = load_tokenizer(model)
-    return tokenizer, build_dataset(task, tokenizer, n=n, seed=seed, corruption=corruption)
+    return tokenizer, build_dataset(task_obj, tokenizer, n=n, seed=check_seed(seed), corruption=corruption)
 
 
 @tasks_group.command("show")

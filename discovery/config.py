@@ -23,6 +23,7 @@ from discovery.names import ABLATIONS, METRIC_SPECS, METRICS
 from discovery.settings import INT, Option, comma_list
 
 DTYPE_NAMES = ("float32", "bfloat16")
+NAME_LEN = 200  # the longest model or task name both catalog backends keep (catalog.models.NAME_LEN)
 _DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _POSITION = Option("positions", INT, "token positions", low=-4096, high=4095)
@@ -118,6 +119,8 @@ def resolve_common(
     from discovery.tasks import get_task
 
     task_obj = get_task(task)
+    if len(task_obj.name) > NAME_LEN:
+        raise SettingsError(f"--task: a task's name (file:PATH included) may have at most {NAME_LEN} characters")
     metric = metric or task_obj.metric
     if metric not in METRICS:
         raise SettingsError(f"--metric: unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
@@ -180,6 +183,9 @@ def check_dtype(dtype: str) -> str:
 
 
 def check_model_name(model: str) -> str:
-    if not isinstance(model, str) or not model.strip() or model != model.strip() or len(model) > 1000:
+    if not isinstance(model, str) or not model.strip() or model != model.strip():
         raise SettingsError(f"--model: expected toy, a hub id or a model folder, got {model!r}")
+    if len(model) > NAME_LEN:
+        raise SettingsError(f"--model: a model's name (or folder) may have at most {NAME_LEN} characters, "
+                            f"got {len(model)}")
     return model

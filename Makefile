@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[all]'
 	touch $@
 
 # Graphviz's `dot` draws the diagrams. Install it when missing and we may; otherwise say how.
@@ -30,7 +30,10 @@ graphviz:
 demo: setup graphviz
 	$(BIN)/circuits demo
 
+# The checkers first (ruff, mypy: configured in pyproject.toml), then the suite.
 test: setup graphviz
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # circuit-catalog against auto-circuit (its own venv, .venv-autocircuit, made on first use) on this CPU; writes

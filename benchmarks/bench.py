@@ -29,7 +29,7 @@ Rows (``--algos``; each row builds its own PatchSetup, so ``forwards`` counts th
                   ``n_edges`` = heads considered, ``edges_kept`` = heads kept
 
 Timing: per row, wall seconds from building the PatchSetup (clean and corrupted runs) to the method's return,
-with ``torch.cuda.synchronize()`` on CUDA. Excluded, once per shape: making the weights, building the Engine, and a
+with ``torch.cuda.synchronize()`` on CUDA. Excluded, once per shape: making the weights, building the PatchingEngine, and a
 warm-up (a small masked forward and one EAP backward on two prompts). ``setup_seconds`` is the setup's share.
 
 ``--deadline S`` (seconds from start): once it has passed, no further row starts, and a running method stops at
@@ -44,22 +44,23 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
+from common import SHAPES, Shape, cpu_name, load_average, random_prompts, table, write_rows  # noqa: E402
 
-from discovery.engine import Engine  # noqa: E402
-from discovery.graph import NodeKind, head, logits as logits_node  # noqa: E402
+from discovery.engine import PatchingEngine  # noqa: E402
+from discovery.graph import NodeKind, head  # noqa: E402
+from discovery.graph import logits as logits_node  # noqa: E402
 from discovery.patching import PatchSetup, prepare_from_engine  # noqa: E402
 from discovery.weights import GPT2Weights  # noqa: E402
-
-from common import SHAPES, Shape, cpu_name, load_average, random_prompts, table, write_rows  # noqa: E402
 
 TOOL = "circuit-catalog"
 REALISTIC_KEPT = (0.01, 0.05)  # the share of edges a realistic ACDC circuit keeps
@@ -126,7 +127,7 @@ class Subject:
     """What one shape's rows share: the engine (weights on the device) and the prompts."""
 
     name: str
-    engine: Engine
+    engine: PatchingEngine
     data: Any  # BenchData or a TaskDataset
     tokens: torch.Tensor
     corrupted: torch.Tensor
@@ -146,7 +147,7 @@ def make_subject(name: str, device: torch.device, dtype: torch.dtype, n_prompts:
         tokens, corrupted = dataset.clean.to(device), dataset.corrupted.to(device)
         return Subject(name, setup.engine, dataset, tokens, corrupted, model=model, task="digits")
     shape = SHAPES[name]
-    engine = Engine(random_weights(shape, device, dtype))
+    engine = PatchingEngine(random_weights(shape, device, dtype))
     data = random_data(shape.d_vocab, n_prompts, seq_len, device)
     return Subject(name, engine, data, data.clean, data.corrupted)
 

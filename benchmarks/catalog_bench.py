@@ -22,19 +22,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from catalog import queries  # noqa: E402
-from catalog.db import connect, session_scope  # noqa: E402
-from catalog.records import EdgeRecord, NewCircuit, NodeRecord  # noqa: E402
-from discovery.graph import ComponentGraph, ModelShape  # noqa: E402
+from catalog import queries
+from catalog.db import connect, session_scope
+from catalog.records import EdgeRecord, NewCircuit, NodeRecord
+from discovery.graph import ComponentGraph, ModelShape
 
 GPT2_EDGES = ComponentGraph(ModelShape(12, 12)).edges  # built once: the property rebuilds 32k edges per call
 KEPT_EDGES = 300

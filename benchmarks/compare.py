@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHAPES, fmt, read_rows, table, write_rows  # noqa: E402
+from common import SHAPES, fmt, read_rows, table, write_rows
 
 OURS, PEER = "circuit-catalog", "auto-circuit"
 # peer algo -> our algos it is compared with

@@ -50,9 +50,8 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch as t  # noqa: E402
-
-from common import SHAPES, cpu_name, load_average, random_prompts, table, write_rows  # noqa: E402
+import torch as t
+from common import SHAPES, cpu_name, load_average, random_prompts, table, write_rows
 
 TOOL = "auto-circuit"
 ALGOS = ("acdc", "eap", "eap-ig", "eap-slow")
@@ -115,7 +114,7 @@ class EdgeLoopClock:
         self.kwargs: Optional[dict] = None
         self.handle = model.register_forward_pre_hook(self._pre, with_kwargs=True)
 
-    def _pre(self, module: Any, args: tuple, kwargs: dict) -> None:  # noqa: ARG002 - hook signature
+    def _pre(self, module: Any, args: tuple, kwargs: dict) -> None:
         if self.first is None and "start_at_layer" in kwargs:
             sync(self.dev)  # the set-up's GPU work ends here (the loop syncs each edge anyway, by .item())
             self.first = time.perf_counter()
@@ -253,9 +252,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     deadline = time.monotonic() + args.deadline if args.deadline else math.inf
     out_path = Path(args.out) if args.out else None
     rows: list[dict[str, Any]] = []
+    from importlib.metadata import version
+
     import auto_circuit  # noqa: F401 - fail early, before any model is built
     import transformer_lens  # noqa: F401
-    from importlib.metadata import version
 
     versions = {"torch": t.__version__, "auto_circuit": version("auto-circuit"),
                 "transformer_lens": version("transformer-lens")}
@@ -289,7 +289,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         row.update(run_acdc(model, loader, cfg, dev, args.tau, cap))
                     else:
                         row.update(run_eap(model, loader, algo))
-                except Exception as err:  # noqa: BLE001 - a failed row is reported, the others still run
+                except Exception as err:
                     row.update(seconds=None, failed=f"{type(err).__name__}: {err}"[:300])
                 if dev.type == "cuda":
                     row["gpu_peak_gib"] = round(t.cuda.max_memory_allocated(dev) / 2**30, 3)

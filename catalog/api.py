@@ -16,8 +16,9 @@ while a method runs for minutes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session

@@ -11,23 +11,35 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional, TypeVar, cast
 
-from sqlalchemy import Row, Select, delete, func, insert, select
+from sqlalchemy import Row, Select, Table, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.errors import AlreadyExists, InvalidCircuit, NotFound
-from catalog.models import Circuit, Dataset, Edge, Model, Node, Run, Task, decode_score, encode_score, utc_now
 from catalog.records import CircuitRecord, CircuitSummary, EdgeRecord, NewCircuit, NodeRecord
+from catalog.tables import (
+    CircuitRow,
+    DatasetRow,
+    EdgeRow,
+    ModelRow,
+    NodeRow,
+    RunRow,
+    TaskRow,
+    decode_score,
+    encode_score,
+    utc_now,
+)
 from catalog.validate import TEXT_LEN, canonical_rows, check_text
 from discovery.graph import ModelShape, NodeKind, parse_edge, parse_node
 from discovery.topology import cut_threshold
 
-_NODE = Node.__table__
-_EDGE = Edge.__table__
-_Row = TypeVar("_Row", Model, Task, Dataset)
+_NODE = cast(Table, NodeRow.__table__)
+_EDGE = cast(Table, EdgeRow.__table__)
+_Row = TypeVar("_Row", ModelRow, TaskRow, DatasetRow)
 _UPSERT: dict[str, Callable[..., Any]] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
@@ -39,16 +51,16 @@ def save_circuit(session: Session, new: NewCircuit, run_id: Optional[int] = None
     """Store a circuit whole: validated first (``InvalidCircuit``), refused if its name is taken
     (``AlreadyExists``); nothing is added to the session before both checks pass, and the caller's
     transaction makes the rest all-or-nothing."""
-    model = session.scalars(select(Model).where(Model.name == new.model)).one_or_none()
+    model = session.scalars(select(ModelRow).where(ModelRow.name == new.model)).one_or_none()
     shape = ModelShape(model.n_layers, model.n_heads) if model and model.n_layers and model.n_heads else None
     if model is not None:
         _check_declared_shape(new, model)
     nodes, edges = canonical_rows(new, shape)
     if find_circuit_id(session, new.name) is not None:
         raise AlreadyExists(f"a circuit named {new.name!r} already exists: pick another name or delete it first")
-    if run_id is not None and session.get(Run, run_id) is None:
+    if run_id is not None and session.get(RunRow, run_id) is None:
         raise NotFound(f"no run {run_id} in the catalog")
-    circuit = Circuit(
+    circuit = CircuitRow(
         name=new.name,
         model=model or model_row(session, new.model),
         task=task_row(session, new.task) if new.task else None,
@@ -97,7 +109,7 @@ def _saved_edges(given: Sequence[EdgeRecord], rows: Sequence[Mapping[str, Any]])
     return out
 
 
-def _check_declared_shape(new: NewCircuit, model: Model) -> None:
+def _check_declared_shape(new: NewCircuit, model: ModelRow) -> None:
     """A circuit that says it is about a model of another shape (an EAP-IG file's cfg, a native file's
     model_shape) than the catalog's model of that name is refused: it is about another model."""
     declared = new.metadata.get("model_shape")
@@ -112,22 +124,22 @@ def _check_declared_shape(new: NewCircuit, model: Model) -> None:
                              f"{has}: it is about another model (name it with --model)")
 
 
-def model_row(session: Session, name: str) -> Model:
+def model_row(session: Session, name: str) -> ModelRow:
     """The model called ``name``, created with nothing but its name if new (a run fills in the rest)."""
-    return get_or_create(session, Model, {"name": name}, {"versions": {}, "flags": {}})
+    return get_or_create(session, ModelRow, {"name": name}, {"versions": {}, "flags": {}})
 
 
 def find_model_shape(session: Session, name: str) -> Optional[dict[str, int]]:
     """The sizes the catalog knows for a model (from the runs that used it), or None."""
-    model = session.scalars(select(Model).where(Model.name == name)).first()
+    model = session.scalars(select(ModelRow).where(ModelRow.name == name)).first()
     if model is None or model.n_layers is None or model.n_heads is None:
         return None
     shape = {"n_layers": model.n_layers, "n_heads": model.n_heads}
     return shape | ({"d_model": model.d_model} if model.d_model is not None else {})
 
 
-def task_row(session: Session, name: str) -> Task:
-    return get_or_create(session, Task, {"name": name}, {})
+def task_row(session: Session, name: str) -> TaskRow:
+    return get_or_create(session, TaskRow, {"name": name}, {})
 
 
 def get_or_create(session: Session, entity: type[_Row], key: Mapping[str, Any], values: Mapping[str, Any]) -> _Row:
@@ -153,7 +165,7 @@ def delete_circuit(session: Session, name: str) -> None:
     circuit_id = get_circuit_id(session, name)
     session.execute(delete(_EDGE).where(_EDGE.c.circuit_id == circuit_id))
     session.execute(delete(_NODE).where(_NODE.c.circuit_id == circuit_id))
-    session.execute(delete(Circuit).where(Circuit.id == circuit_id))
+    session.execute(delete(CircuitRow).where(CircuitRow.id == circuit_id))
 
 
 def set_role(
@@ -196,17 +208,17 @@ def set_circuit_analysis(session: Session, circuit_name: str, analysis: str, fig
     """Keep a circuit-level analysis' figures (a logit-lens table, DLA totals: about the whole model on the
     task, not one node) in the circuit's metadata under ``analyses.<analysis>``, replacing that analysis'
     earlier figures; other metadata stays."""
-    circuit = session.scalars(select(Circuit).where(Circuit.id == get_circuit_id(session, circuit_name))).one()
+    circuit = session.scalars(select(CircuitRow).where(CircuitRow.id == get_circuit_id(session, circuit_name))).one()
     meta = dict(circuit.meta or {})
     meta["analyses"] = {**dict(meta.get("analyses") or {}), analysis: dict(figures)}
     circuit.meta = meta  # a new dict, so the ORM sees the change
     session.flush()
 
 
-def _node_row(session: Session, circuit_name: str, node_key: str) -> Node:
+def _node_row(session: Session, circuit_name: str, node_key: str) -> NodeRow:
     key = parse_node(node_key).key
     circuit_id = get_circuit_id(session, circuit_name)
-    node = session.scalars(select(Node).where(Node.circuit_id == circuit_id, Node.key == key)).one_or_none()
+    node = session.scalars(select(NodeRow).where(NodeRow.circuit_id == circuit_id, NodeRow.key == key)).one_or_none()
     if node is None:
         raise NotFound(f"{key} is not a node of circuit {circuit_name!r}")
     return node
@@ -217,7 +229,7 @@ def _node_row(session: Session, circuit_name: str, node_key: str) -> Node:
 
 
 def find_circuit_id(session: Session, name: str) -> Optional[int]:
-    return session.scalar(select(Circuit.id).where(Circuit.name == name))
+    return session.scalar(select(CircuitRow.id).where(CircuitRow.name == name))
 
 
 def get_circuit_id(session: Session, name: str) -> int:
@@ -232,7 +244,7 @@ def find_circuit(session: Session, name: str, *, kept_only: bool = False) -> Opt
 
     ``kept_only`` loads only the circuit's kept nodes and edges, skipping the tens of thousands of
     scored-but-dropped edges a discovered circuit stores (what comparisons need)."""
-    circuit = session.scalars(select(Circuit).where(Circuit.name == name)).one_or_none()
+    circuit = session.scalars(select(CircuitRow).where(CircuitRow.name == name)).one_or_none()
     if circuit is None:
         return None
     node_query = select(_NODE).where(_NODE.c.circuit_id == circuit.id).order_by(_NODE.c.id)
@@ -255,16 +267,16 @@ def get_circuit(session: Session, name: str, *, kept_only: bool = False) -> Circ
 
 def list_circuits(session: Session, model: Optional[str] = None, task: Optional[str] = None) -> list[CircuitSummary]:
     """Every circuit (optionally of one model and/or task) by name, with counts stored at save time."""
-    query = _summary_query().order_by(Circuit.name)
+    query = _summary_query().order_by(CircuitRow.name)
     if model is not None:
-        query = query.where(Model.name == model)
+        query = query.where(ModelRow.name == model)
     if task is not None:
-        query = query.where(Task.name == task)
+        query = query.where(TaskRow.name == task)
     return [_summary(row) for row in session.execute(query)]
 
 
 def count_circuits(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Circuit)) or 0
+    return session.scalar(select(func.count()).select_from(CircuitRow)) or 0
 
 
 def circuits_holding(session: Session, node_key: str) -> list[tuple[CircuitSummary, NodeRecord]]:
@@ -273,9 +285,9 @@ def circuits_holding(session: Session, node_key: str) -> list[tuple[CircuitSumma
     query = (
         _summary_query()
         .add_columns(*(c for c in _NODE.c if c.name != "id"))  # the summary's id is the circuit's
-        .join(_NODE, _NODE.c.circuit_id == Circuit.id)
+        .join(_NODE, _NODE.c.circuit_id == CircuitRow.id)
         .where(_NODE.c.key == key, _NODE.c.kept.is_(True))
-        .order_by(Circuit.name)
+        .order_by(CircuitRow.name)
     )
     return [(_summary(row), _node_record(row._mapping)) for row in session.execute(query)]
 
@@ -314,20 +326,20 @@ _EDGE_COLUMNS = (_EDGE.c.src, _EDGE.c.dst, _EDGE.c.input, _EDGE.c.score, _EDGE.c
 def _summary_query() -> Select[Any]:
     return (
         select(
-            Circuit.id,
-            Circuit.name,
-            Model.name.label("model_name"),
-            Task.name.label("task_name"),
-            Circuit.source,
-            Circuit.method,
-            Circuit.n_nodes,
-            Circuit.n_edges,
-            Circuit.edges_known,
-            Circuit.performance,
-            Circuit.created_at,
+            CircuitRow.id,
+            CircuitRow.name,
+            ModelRow.name.label("model_name"),
+            TaskRow.name.label("task_name"),
+            CircuitRow.source,
+            CircuitRow.method,
+            CircuitRow.n_nodes,
+            CircuitRow.n_edges,
+            CircuitRow.edges_known,
+            CircuitRow.performance,
+            CircuitRow.created_at,
         )
-        .join(Model, Circuit.model_id == Model.id)
-        .outerjoin(Task, Circuit.task_id == Task.id)
+        .join(ModelRow, CircuitRow.model_id == ModelRow.id)
+        .outerjoin(TaskRow, CircuitRow.task_id == TaskRow.id)
     )
 
 
@@ -347,7 +359,7 @@ def _summary(row: Row[Any]) -> CircuitSummary:
     )
 
 
-def _record(circuit: Circuit, nodes: Sequence[NodeRecord], edges: Sequence[EdgeRecord]) -> CircuitRecord:
+def _record(circuit: CircuitRow, nodes: Sequence[NodeRecord], edges: Sequence[EdgeRecord]) -> CircuitRecord:
     return CircuitRecord(
         id=circuit.id,
         name=circuit.name,
@@ -368,12 +380,12 @@ def _record(circuit: Circuit, nodes: Sequence[NodeRecord], edges: Sequence[EdgeR
     )
 
 
-def _node_record(row: Mapping[str, Any]) -> NodeRecord:
-    kind = row["kind"]
+def _node_record(row: Mapping[Any, Any]) -> NodeRecord:
+    kind = NodeKind(row["kind"])
     return NodeRecord(
         key=row["key"],
         kind=kind,
-        layer=row["layer"] if kind in (NodeKind.HEAD.value, NodeKind.MLP.value) else None,
+        layer=row["layer"] if kind in (NodeKind.HEAD, NodeKind.MLP) else None,
         head=row["head"],
         score=decode_score(row["score"], row["score_kind"]),
         kept=bool(row["kept"]),
@@ -385,8 +397,8 @@ def _node_record(row: Mapping[str, Any]) -> NodeRecord:
     )
 
 
-def _node_record_from_row(node: Node) -> NodeRecord:
-    return _node_record({c.key: getattr(node, c.key) for c in Node.__table__.c})
+def _node_record_from_row(node: NodeRow) -> NodeRecord:
+    return _node_record({c.key: getattr(node, c.key) for c in NodeRow.__table__.c})
 
 
 def _edge_record(row: Mapping[str, Any]) -> EdgeRecord:
@@ -395,6 +407,6 @@ def _edge_record(row: Mapping[str, Any]) -> EdgeRecord:
     )
 
 
-def _edge_tuple_record(row: Row[Any]) -> EdgeRecord:
+def _edge_tuple_record(row: Sequence[Any]) -> EdgeRecord:
     src, dst, input_, score, score_kind, kept = row
     return EdgeRecord(src, dst, input_ or None, decode_score(score, score_kind), bool(kept))

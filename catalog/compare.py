@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Collection, Optional, Sequence, Union
+from typing import Any, Optional
 
 from catalog.errors import InvalidCircuit
-from catalog.records import CircuitRecord, EdgeRecord, NewCircuit, NodeRecord
+from catalog.records import CircuitLike, EdgeRecord, NodeRecord
 from discovery.graph import parse_edge, parse_node
 
 LEVELS: tuple[str, ...] = ("nodes", "edges")
 COMPONENT_KINDS: tuple[str, ...] = ("head", "mlp")
-Circuit = Union[CircuitRecord, NewCircuit]
 
 # Hub ids and the short names people type for the same weights; a mismatch outside these is worth a warning.
 _MODEL_ALIASES = {"openai-community/gpt2": "gpt2"}
@@ -130,20 +130,20 @@ def sort_keys(keys: Collection[str], level: str) -> tuple[str, ...]:
     return tuple(sorted(keys, key=edge_sort_key if level == "edges" else node_sort_key))
 
 
-def kept_nodes(circuit: Circuit) -> tuple[NodeRecord, ...]:
+def kept_nodes(circuit: CircuitLike) -> tuple[NodeRecord, ...]:
     return tuple(n for n in circuit.nodes if n.kept)
 
 
-def kept_edges(circuit: Circuit) -> tuple[EdgeRecord, ...]:
+def kept_edges(circuit: CircuitLike) -> tuple[EdgeRecord, ...]:
     return tuple(e for e in circuit.edges if e.kept)
 
 
-def component_keys(circuit: Circuit, kinds: Collection[str] = COMPONENT_KINDS) -> frozenset[str]:
+def component_keys(circuit: CircuitLike, kinds: Collection[str] = COMPONENT_KINDS) -> frozenset[str]:
     """The kept nodes compared at node level: heads and MLPs unless ``kinds`` says otherwise."""
     return frozenset(n.key for n in kept_nodes(circuit) if n.kind in kinds)
 
 
-def edge_keys(circuit: Circuit) -> frozenset[str]:
+def edge_keys(circuit: CircuitLike) -> frozenset[str]:
     return frozenset(e.key for e in kept_edges(circuit))
 
 
@@ -157,7 +157,7 @@ def jaccard(a: Collection[str], b: Collection[str]) -> float:
 
 
 def overlap(
-    circuits: Sequence[Circuit], level: str = "nodes", *, kinds: Collection[str] = COMPONENT_KINDS
+    circuits: Sequence[CircuitLike], level: str = "nodes", *, kinds: Collection[str] = COMPONENT_KINDS
 ) -> Overlap:
     """What ``circuits`` share at ``level``.
 
@@ -191,7 +191,7 @@ def overlap(
     )
 
 
-def _check_inputs(circuits: Sequence[Circuit], level: str, kinds: Collection[str]) -> None:
+def _check_inputs(circuits: Sequence[CircuitLike], level: str, kinds: Collection[str]) -> None:
     if level not in LEVELS:
         raise InvalidCircuit(f"unknown comparison level {level!r}: use nodes or edges")
     if len(circuits) < 1:
@@ -212,7 +212,7 @@ def _check_inputs(circuits: Sequence[Circuit], level: str, kinds: Collection[str
             )
 
 
-def _edges_among(circuits: Sequence[Circuit], components: frozenset[str]) -> frozenset[str]:
+def _edges_among(circuits: Sequence[CircuitLike], components: frozenset[str]) -> frozenset[str]:
     """Edges between the given components (plus embed/logits) that every edge-known circuit keeps."""
     with_edges = [c for c in circuits if c.edges_known]
     if not with_edges:
@@ -227,7 +227,7 @@ def _endpoints(edge_key: str) -> set[str]:
     return {edge.src.key, edge.dst.key}
 
 
-def _model_warnings(circuits: Sequence[Circuit]) -> tuple[str, ...]:
+def _model_warnings(circuits: Sequence[CircuitLike]) -> tuple[str, ...]:
     models = sorted({_MODEL_ALIASES.get(c.model, c.model) for c in circuits})
     if len(models) > 1:
         return (f"these circuits come from different models ({', '.join(models)}): shared keys name "
@@ -239,7 +239,7 @@ def _model_warnings(circuits: Sequence[Circuit]) -> tuple[str, ...]:
 # Diff
 
 
-def diff(a: Circuit, b: Circuit, level: Optional[str] = None) -> Diff:
+def diff(a: CircuitLike, b: CircuitLike, level: Optional[str] = None) -> Diff:
     """``a`` against ``b``: what only one keeps, what both keep, and how shared scores and roles moved.
 
     ``level`` defaults to edges when both circuits know their edges, else nodes. Role changes are reported

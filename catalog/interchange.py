@@ -46,9 +46,10 @@ Other tools (each documented in its module under ``catalog/formats/``):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 from catalog.errors import InvalidCircuit
 from catalog.formats.acdc import read_acdc
@@ -57,7 +58,7 @@ from catalog.formats.common import load_json, validate
 from catalog.formats.eap_ig import read_eap_ig, write_eap_ig
 from catalog.formats.native import as_new_circuit, export_circuit, import_circuit
 from catalog.formats.seqcont import read_seqcont
-from catalog.records import CircuitRecord, NewCircuit
+from catalog.records import CircuitLike, NewCircuit
 from discovery.files import write_text_atomic
 
 __all__ = [
@@ -73,7 +74,6 @@ __all__ = [
     "write_circuit_file",
 ]
 
-Circuit = Union[CircuitRecord, NewCircuit]
 ForeignReader = Callable[..., NewCircuit]
 
 # Other tools' files do not say which model they are about; GPT-2 small is what the field publishes on.
@@ -85,7 +85,7 @@ _FOREIGN_READERS: dict[str, ForeignReader] = {
     "acdc": read_acdc,
     "seqcont": read_seqcont,
 }
-_WRITERS: dict[str, Callable[[Circuit], dict[str, Any]]] = {"native": export_circuit, "eap-ig": write_eap_ig}
+_WRITERS: dict[str, Callable[[CircuitLike], dict[str, Any]]] = {"native": export_circuit, "eap-ig": write_eap_ig}
 
 READ_FORMATS: tuple[str, ...] = ("native", *_FOREIGN_READERS)
 WRITE_FORMATS: tuple[str, ...] = tuple(_WRITERS)
@@ -136,14 +136,14 @@ def read_circuit_file(path: Union[str, Path], fmt: str = "native", **overrides: 
         raise InvalidCircuit(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
 
-def write_circuit(circuit: Circuit, fmt: str = "native") -> dict[str, Any]:
+def write_circuit(circuit: CircuitLike, fmt: str = "native") -> dict[str, Any]:
     writer = _WRITERS.get(fmt)
     if writer is None:
         raise InvalidCircuit(f"unknown format {fmt!r}: use one of {', '.join(WRITE_FORMATS)}")
     return writer(circuit)
 
 
-def write_circuit_file(circuit: Circuit, path: Union[str, Path], fmt: str = "native") -> None:
+def write_circuit_file(circuit: CircuitLike, path: Union[str, Path], fmt: str = "native") -> None:
     """Fixed-order JSON with a trailing newline, so the same circuit always gives the same bytes; written whole or
     not at all (``discovery.files``).
 

@@ -22,7 +22,7 @@ from catalog.circuits import (
     set_node_attributes,
     set_role,
 )
-from catalog.runs import fail_run, finish_run, find_run, get_run, list_runs, save_result, start_run
+from catalog.runs import fail_run, find_run, finish_run, get_run, list_runs, save_result, start_run
 
 __all__ = [
     "circuits_holding",

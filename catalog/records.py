@@ -7,10 +7,11 @@ Timestamps are naive UTC.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Optional, Protocol
 
-from discovery.graph import Edge, parse_destination, parse_node
+from discovery.graph import Edge, NodeKind, edge_key, parse_destination, parse_node
 
 SOURCES = ("discovered", "published", "imported")
 RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
@@ -26,7 +27,7 @@ class NodeRecord:
     """
 
     key: str
-    kind: str
+    kind: NodeKind
     layer: Optional[int] = None
     head: Optional[int] = None
     score: Optional[float] = None
@@ -37,12 +38,17 @@ class NodeRecord:
     role_note: Optional[str] = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def is_component(self) -> bool:
+        """A head or an MLP: what circuits choose among (embed and logits are in every circuit)."""
+        return self.kind in (NodeKind.HEAD, NodeKind.MLP)
+
     @classmethod
     def from_key(cls, key: str, **kw: Any) -> "NodeRecord":
         """Build from any accepted spelling (``9.1``, ``a9.1``, ``m5``); the stored key is canonical."""
         node = parse_node(key)
-        layer = None if node.kind.value in ("embed", "logits") else node.layer
-        return cls(key=node.key, kind=node.kind.value, layer=layer, head=node.head, **kw)
+        layer = node.layer if node.kind in (NodeKind.HEAD, NodeKind.MLP) else None
+        return cls(key=node.key, kind=node.kind, layer=layer, head=node.head, **kw)
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class EdgeRecord:
 
     @property
     def key(self) -> str:
-        return f"{self.src}->{self.dst}.{self.input}" if self.input else f"{self.src}->{self.dst}"
+        return edge_key(self.src, self.dst, self.input)
 
     @classmethod
     def from_edge(cls, edge: Edge, score: Optional[float] = None, kept: bool = True) -> "EdgeRecord":
@@ -140,6 +146,50 @@ class CircuitRecord:
             return {"level": level, "ablation": config.get("ablation"), "corruption": config.get("corruption"),
                     "from": "its run"}
         return {"level": level, "ablation": "patch", "from": "MIB's counterfactual patching"}
+
+
+class CircuitLike(Protocol):
+    """What any circuit is, stored (``CircuitRecord``) or about to be (``NewCircuit``): the one circuit type that
+    comparisons, drawings and file formats take."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def task(self) -> Optional[str]: ...
+
+    @property
+    def nodes(self) -> tuple[NodeRecord, ...]: ...
+
+    @property
+    def edges(self) -> tuple[EdgeRecord, ...]: ...
+
+    @property
+    def edges_known(self) -> bool: ...
+
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def citation(self) -> Optional[str]: ...
+
+    @property
+    def description(self) -> Optional[str]: ...
+
+    @property
+    def method(self) -> Optional[str]: ...
+
+    @property
+    def threshold(self) -> Optional[float]: ...
+
+    @property
+    def performance(self) -> Mapping[str, float]: ...
 
 
 @dataclass(frozen=True)

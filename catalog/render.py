@@ -3,7 +3,7 @@
 The layout reads like the papers' figures, bottom to top: embed on the lowest rank, then one rank per
 layer (only layers the drawing uses, each labelled ``layer N`` on the left), logits on top. Graphviz's
 ``rank=same`` puts a layer's nodes side by side but does not order the ranks, so an invisible chain of
-one anchor node per rank fixes the order (see /work/shared/STORAGE.md, item 9).
+one anchor node per rank fixes the order.
 
 Encodings, all explained in the legend:
 
@@ -26,19 +26,20 @@ in topological order with fixed float formats, so the same circuits give the sam
 
 from __future__ import annotations
 
+import html
 import math
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 from catalog.errors import CatalogError
-from catalog.records import CircuitRecord, EdgeRecord, NewCircuit
+from catalog.records import CircuitLike, EdgeRecord
 from discovery.files import atomic_path, write_text_atomic
 from discovery.graph import Node, NodeKind, parse_edge, parse_node
 
-Circuit = Union[CircuitRecord, NewCircuit]
 FORMATS: tuple[str, ...] = ("pdf", "svg", "png", "dot")
 DOT_TIMEOUT_S = 120
 
@@ -80,7 +81,7 @@ class _DrawnEdge:
 # Public
 
 
-def to_dot(circuits: Sequence[Circuit], *, title: Optional[str] = None) -> str:
+def to_dot(circuits: Sequence[CircuitLike], *, title: Optional[str] = None) -> str:
     """The DOT text of a layered diagram of ``circuits`` (one or several)."""
     if not circuits:
         raise CatalogError("nothing to draw: give at least one circuit")
@@ -104,7 +105,7 @@ def to_dot(circuits: Sequence[Circuit], *, title: Optional[str] = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(circuits: Sequence[Circuit], path: Union[str, Path], *, title: Optional[str] = None) -> Path:
+def render(circuits: Sequence[CircuitLike], path: Union[str, Path], *, title: Optional[str] = None) -> Path:
     """Draw to ``path``; its suffix picks the format (.pdf, .svg, .png, or .dot for the text itself)."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
@@ -142,7 +143,7 @@ def _run_dot(text: str, fmt: str, path: Path) -> None:
 # What is drawn
 
 
-def _collect_nodes(circuits: Sequence[Circuit]) -> dict[str, _DrawnNode]:
+def _collect_nodes(circuits: Sequence[CircuitLike]) -> dict[str, _DrawnNode]:
     drawn: dict[str, _DrawnNode] = {}
     for frame in ("embed", "logits"):
         drawn[frame] = _DrawnNode(parse_node(frame), members=[c.name for c in circuits])
@@ -157,7 +158,7 @@ def _collect_nodes(circuits: Sequence[Circuit]) -> dict[str, _DrawnNode]:
     return drawn
 
 
-def _collect_edges(circuits: Sequence[Circuit]) -> dict[str, _DrawnEdge]:
+def _collect_edges(circuits: Sequence[CircuitLike]) -> dict[str, _DrawnEdge]:
     """Kept edges of circuits that know their edges; the score shown is the first circuit's that has one."""
     drawn: dict[str, _DrawnEdge] = {}
     for c in circuits:
@@ -267,7 +268,7 @@ def _edge_tip(d: _DrawnEdge) -> str:
     return f"{d.record.key}{score} ({', '.join(d.members)})"
 
 
-def _legend_lines(circuits: Sequence[Circuit], roles: list[str], edges: dict[str, _DrawnEdge], multi: bool) -> list[str]:
+def _legend_lines(circuits: Sequence[CircuitLike], roles: list[str], edges: dict[str, _DrawnEdge], multi: bool) -> list[str]:
     rows: list[tuple[str, str]] = []
     names = [c.name for c in circuits]
     if multi:
@@ -299,7 +300,7 @@ def _legend_lines(circuits: Sequence[Circuit], roles: list[str], edges: dict[str
 # Small helpers
 
 
-def _default_title(circuits: Sequence[Circuit]) -> str:
+def _default_title(circuits: Sequence[CircuitLike]) -> str:
     if len(circuits) == 1:
         c = circuits[0]
         return f"{c.name} ({c.model}" + (f", task {c.task})" if c.task else ")")
@@ -344,5 +345,5 @@ def _q(text: str) -> str:
 
 
 def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return html.escape(text, quote=True)
 

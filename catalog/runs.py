@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from catalog.circuits import get_or_create, model_row, save_circuit, task_row
 from catalog.errors import CatalogError, InvalidCircuit, NotFound
-from catalog.models import Circuit, Dataset, Model, Run, utc_now
 from catalog.records import RUN_STATUSES, CircuitRecord, EdgeRecord, NewCircuit, NodeRecord, RunRecord
+from catalog.tables import CircuitRow, DatasetRow, ModelRow, RunRow, utc_now
 from discovery.config import RunConfig
 from discovery.graph import EMBED, Granularity, logits
 from discovery.methods import get_method
@@ -50,7 +50,7 @@ def start_run(
     settings = config.as_dict()
     if dataset is not None and dataset.filter is not None:
         settings["filter_kept"] = {"kept": dataset.size, "of": dataset.drawn}
-    run = Run(
+    run = RunRow(
         method=config.method,
         metric=config.metric,
         settings=settings,
@@ -162,7 +162,7 @@ def fail_run(session: Session, run_id: int, status: str, error: str) -> None:
 
 
 def find_run(session: Session, run_id: int) -> Optional[RunRecord]:
-    run = session.get(Run, run_id)
+    run = session.get(RunRow, run_id)
     return None if run is None else _run_record(run, _circuit_names(session, [run.id]).get(run.id, ()))
 
 
@@ -175,9 +175,9 @@ def get_run(session: Session, run_id: int) -> RunRecord:
 
 def list_runs(session: Session, status: Optional[str] = None) -> list[RunRecord]:
     """Runs, oldest first, optionally only those with one status."""
-    query = select(Run).order_by(Run.id)
+    query = select(RunRow).order_by(RunRow.id)
     if status is not None:
-        query = query.where(Run.status == status)
+        query = query.where(RunRow.status == status)
     runs = session.scalars(query).all()
     names = _circuit_names(session, [r.id for r in runs])
     return [_run_record(r, names.get(r.id, ())) for r in runs]
@@ -186,20 +186,21 @@ def list_runs(session: Session, status: Optional[str] = None) -> list[RunRecord]
 def _circuit_names(session: Session, run_ids: list[int]) -> dict[int, tuple[str, ...]]:
     names: dict[int, tuple[str, ...]] = {}
     if run_ids:
-        query = select(Circuit.run_id, Circuit.name).where(Circuit.run_id.in_(run_ids)).order_by(Circuit.name)
+        query = select(CircuitRow.run_id, CircuitRow.name).where(CircuitRow.run_id.in_(run_ids)).order_by(CircuitRow.name)
         for run_id, name in session.execute(query):
-            names[run_id] = names.get(run_id, ()) + (name,)
+            if run_id is not None:
+                names[run_id] = names.get(run_id, ()) + (name,)
     return names
 
 
-def _run_row(session: Session, run_id: int) -> Run:
-    run = session.get(Run, run_id)
+def _run_row(session: Session, run_id: int) -> RunRow:
+    run = session.get(RunRow, run_id)
     if run is None:
         raise NotFound(f"no run {run_id} in the catalog (see `circuits runs`)")
     return run
 
 
-def _run_record(run: Run, circuit_names: tuple[str, ...]) -> RunRecord:
+def _run_record(run: RunRow, circuit_names: tuple[str, ...]) -> RunRecord:
     return RunRecord(
         id=run.id,
         method=run.method,
@@ -224,7 +225,7 @@ def _run_record(run: Run, circuit_names: tuple[str, ...]) -> RunRecord:
 # Models and datasets from specs
 
 
-def _model_from_spec(session: Session, spec: ModelSpec) -> Model:
+def _model_from_spec(session: Session, spec: ModelSpec) -> ModelRow:
     """The model row for a spec: created, or filled in where the catalog knew only the name."""
     model = model_row(session, spec.name)
     for field in _SIZES:
@@ -245,7 +246,7 @@ def _model_from_spec(session: Session, spec: ModelSpec) -> Model:
     return model
 
 
-def _dataset_row(session: Session, spec: DatasetSpec) -> Dataset:
+def _dataset_row(session: Session, spec: DatasetSpec) -> DatasetRow:
     task = task_row(session, spec.task)
     values = {"size": spec.size, "corruption": spec.corruption, "seed": spec.seed, "seq_len": spec.seq_len}
-    return get_or_create(session, Dataset, {"task_id": task.id, "content_hash": spec.content_hash}, values)
+    return get_or_create(session, DatasetRow, {"task_id": task.id, "content_hash": spec.content_hash}, values)

@@ -9,15 +9,16 @@ keep. Pure functions: no session, no I/O.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from catalog.errors import InvalidCircuit
-from catalog.models import NAME_LEN, encode_score
 from catalog.records import SOURCES, EdgeRecord, NewCircuit, NodeRecord
+from catalog.tables import NAME_LEN, encode_score
 from discovery.graph import (
     QKV,
     ComponentGraph,
     Edge,
+    InputName,
     InvalidKey,
     ModelShape,
     Node,
@@ -188,7 +189,7 @@ def _edge_rows(new: NewCircuit, keys: _Keys) -> list[Row]:
         seen.add(triple)
         pair = (triple[0], triple[1], input_ is None)
         if pair not in checked:
-            _check_edge(new.name, Edge(src, dst, input_))  # type: ignore[arg-type]
+            _check_edge(new.name, Edge(src, dst, cast(Optional[InputName], input_)))  # checked above: q, k, v
             checked.add(pair)
         score, score_kind = encode_score(record.score)
         rows.append(

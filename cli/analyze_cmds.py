@@ -17,33 +17,29 @@ from typing import Any, Optional
 
 import click
 
-from cli.options import FINITE, catalog_session, db_option, fmt, info, json_option, print_json, print_table, run_options
+from cli.options import (
+    FINITE,
+    CommaList,
+    catalog_session,
+    db_option,
+    fmt,
+    info,
+    json_option,
+    print_json,
+    print_table,
+    run_options,
+)
 
 WHAT = ("attention", "ov", "dla", "logit-lens")
 NEEDS_TASK = ("attention", "dla", "logit-lens")
 
 
-def _what(text: str) -> list[str]:
-    items = [w.strip() for w in text.split(",") if w.strip()]
-    unknown = [w for w in items if w not in WHAT]
-    if unknown or not items:
-        raise click.BadParameter(f"choose from {', '.join(WHAT)} (comma-separated), got {text!r}", param_hint="--what")
-    return [w for w in WHAT if w in items]
-
-
-def _names(text: str, option: str) -> tuple[str, ...]:
-    items = tuple(w.strip() for w in text.split(",") if w.strip())
-    if not items:
-        raise click.BadParameter("give at least one name", param_hint=option)
-    return items
-
-
 @click.command("analyze")
 @click.argument("circuit")
-@click.option("--what", "what_text", default=",".join(WHAT), show_default=True,
+@click.option("--what", "what_items", type=CommaList(WHAT), default=",".join(WHAT), show_default=True,
               help="Analyses to run, comma-separated: attention, ov, dla, logit-lens.")
 @run_options("model", "task", "n_prompts", "seed", "device", "dtype", "filter")
-@click.option("--token-sets", default="digits,numwords,months,days", show_default=True,
+@click.option("--token-sets", type=CommaList(), default="digits,numwords,months,days", show_default=True,
               help="ov: ordinal token sets to score (digits, numwords, months, days).")
 @click.option("--embedding", type=click.Choice(["raw", "mlp0"]), default="raw", show_default=True,
               help="ov: token embeddings as they are, or through MLP 0 (the 'effective embedding').")
@@ -56,9 +52,9 @@ def _names(text: str, option: str) -> tuple[str, ...]:
               help="Also write attention heatmaps and the logit-lens table as PNG and PDF into this folder.")
 @db_option
 @json_option
-def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: Optional[str],
+def analyze_cmd(circuit: str, what_items: tuple[str, ...], model_name: Optional[str], task: Optional[str],
                 n_prompts: Optional[int], seed: int, device: str, dtype: str, correctness_filter: bool,
-                token_sets: str, embedding: str, filler: Optional[str], roles: bool, plots_dir: Optional[Path],
+                token_sets: tuple[str, ...], embedding: str, filler: Optional[str], roles: bool, plots_dir: Optional[Path],
                 db_url: str, as_json: bool) -> None:
     """Find out what each node of a circuit does, and keep the answer on its nodes.
 
@@ -75,10 +71,9 @@ def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: O
         circuits analyze digits-lan2023 --model gpt2 --task digits --json
     """
     from catalog.queries import get_circuit
-
     from discovery.config import resolve_common
 
-    what = _what(what_text)
+    what = [w for w in WHAT if w in what_items]
     with catalog_session(db_url) as session:
         record = get_circuit(session, circuit, kept_only=True)
     task = task or record.task
@@ -88,7 +83,7 @@ def analyze_cmd(circuit: str, what_text: str, model_name: Optional[str], task: O
                             device=device, dtype=dtype, correctness_filter=correctness_filter)
     if task is None:
         common["task"] = None
-    settings = _Settings(what, common, _names(token_sets, "--token-sets"), embedding, filler)
+    settings = _Settings(what, common, token_sets, embedding, filler)
     results = run_analyses(record, settings)
     paths = _plots(plots_dir, results, record.name) if plots_dir else []  # before storing: both or neither
     with catalog_session(db_url, mode="write") as session:
@@ -110,11 +105,11 @@ class _Settings:
 
 def run_analyses(record: Any, s: _Settings) -> dict[str, Any]:
     """Run the asked analyses on the circuit's kept nodes; returns the raw results by analysis name."""
+    from cli.evaluate_cmds import circuit_parts
     from discovery.analysis.attention import AttentionSettings, attention
     from discovery.analysis.dla import analyze_dla
     from discovery.analysis.logit_lens import analyze_logit_lens
     from discovery.analysis.ov import OVSettings, ov
-    from cli.evaluate_cmds import circuit_parts
     from discovery.graph import ComponentGraph, ModelShape, NodeKind
     from discovery.models import load_model
     from discovery.pipeline import load_experiment
@@ -177,7 +172,7 @@ def store(session: Any, record: Any, results: dict[str, Any], *, label_roles: bo
         return labels
     current = get_circuit(session, record.name, kept_only=True)
     for node in current.kept_nodes:
-        if node.kind not in ("head", "mlp") or not node.attributes:
+        if not node.is_component or not node.attributes:
             continue
         role = label(node.attributes)
         set_node_attributes(session, record.name, node.key, "roles", role.to_json())
@@ -319,7 +314,7 @@ def role_list(circuit: str, db_url: str, as_json: bool) -> None:
         record = get_circuit(session, circuit, kept_only=True)
     rows = []
     for n in record.kept_nodes:
-        if n.kind not in ("head", "mlp"):
+        if not n.is_component:
             continue
         suggested = dict(n.attributes.get("roles") or {})
         rows.append({"node": n.key, "role": n.role, "score": n.role_score, "source": n.role_source,
@@ -339,9 +334,10 @@ def _suggested(row: dict[str, Any]) -> Optional[str]:
     return (row["analysis_role"] or "(none)") + (f" {fmt(score)}" if score is not None else "")
 
 
-def _clip(text: Optional[str], width: int = 90) -> Optional[str]:
+def _clip(text: Any, width: int = 90) -> Optional[str]:
     if not text:
         return None
+    text = str(text)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

@@ -7,8 +7,9 @@ read and checked before the database is opened, so a refused import leaves the c
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
 
 import click
 
@@ -20,6 +21,7 @@ from catalog.records import CircuitRecord, NewCircuit
 from catalog.reference import list_references, load_reference, reference_names
 from catalog.render import render
 from cli.options import catalog_session, db_option, info, json_option, print_json, print_table
+from discovery.graph import NodeKind
 
 if TYPE_CHECKING:
     from catalog.api import Catalog
@@ -232,7 +234,7 @@ def import_cmd(file: Path, fmt: str, name: Optional[str], model: Optional[str], 
 
 def _counts(c: NewCircuit) -> str:
     kinds = [n.kind for n in c.nodes if n.kept]
-    text = f"{_plural(kinds.count('head'), 'head')}, {_plural(kinds.count('mlp'), 'MLP')}"
+    text = f"{_plural(kinds.count(NodeKind.HEAD), 'head')}, {_plural(kinds.count(NodeKind.MLP), 'MLP')}"
     if not c.edges_known:
         return text + ", edges unknown"
     kept = sum(1 for e in c.edges if e.kept)

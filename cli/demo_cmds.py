@@ -70,7 +70,7 @@ def demo(out_dir: Path, method: str, n_prompts: int, seed: int, db_url: str) -> 
             config = make_config("toy", task, method, n_prompts=n_prompts, seed=seed)
             outcome = run(config, recorder=catalog, name=name, model=model)
             record, spec = outcome.saved, outcome.result.dataset
-            kept = [n.key for n in record.kept_nodes if n.kind in ("head", "mlp")]
+            kept = [n.key for n in record.kept_nodes if n.is_component]
             prompts = f"{spec.size} of {spec.drawn} prompts kept" if spec.filter else f"{spec.size} prompts"
             click.echo(f"{name}: {len(kept)} heads/MLPs, {len(record.kept_edges)} edges, faithfulness "
                        f"{outcome.result.performance.get('faithfulness', float('nan')):.3f} ({prompts}): "
@@ -95,7 +95,7 @@ def _draw(catalog: "Catalog", out_dir: Path, names: list[str], method: str) -> N
     if suffix == ".dot":
         info("Graphviz's dot is missing, so the diagrams are written as .dot text "
              "(install it: sudo apt-get install graphviz)")
-    drawings = [((name,), f"{name}{suffix}") for name in names]
+    drawings: list[tuple[tuple[str, ...], str]] = [((name,), f"{name}{suffix}") for name in names]
     drawings += [
         (tuple(f"toy-{t}-{method}" for t in SEQUENCE_TASKS), f"toy-sequences-{method}{suffix}"),
         (("ioi-wang2022",), f"ioi-wang2022{suffix}"),

@@ -7,7 +7,8 @@ name, whose help says which methods take it; which method takes what is checked 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import click
 
@@ -20,7 +21,8 @@ class ProgressBar:
     """A method's progress callback drawn as a click progress bar with an ETA, on stderr."""
 
     def __init__(self, label: str):
-        self.label, self.bar, self.shown = label, None, 0
+        self.label, self.shown = label, 0
+        self.bar: Optional[Any] = None
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
@@ -143,7 +145,7 @@ def make_run_config(method: str, options: dict[str, Any]) -> Any:
 
 
 def _report(record: Any, result: Any, as_json: bool) -> None:
-    kept_nodes = [n.key for n in record.kept_nodes if n.kind in ("head", "mlp")]
+    kept_nodes = [n.key for n in record.kept_nodes if n.is_component]
     summary = {
         "name": record.name, "run_id": record.run_id, "method": result.method, "metric": result.metric,
         "threshold": result.threshold, "nodes": kept_nodes, "n_edges_kept": len(record.kept_edges),

@@ -7,7 +7,7 @@ A test keeps the file equal to what this prints, so the reference never drifts f
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import click
 from click.testing import CliRunner
@@ -33,7 +33,8 @@ def render_reference() -> str:
     runner = CliRunner()
     parts = ["# `circuits` command reference\n",
              "Generated from `--help` by `python -m cli.docs > docs/cli.md`; a test keeps it current.\n"]
-    sections = [("circuits", [])] + [(f"circuits {name}", name.split()) for name, _ in walk(cli)]
+    sections: list[tuple[str, list[str]]] = [("circuits", [])]
+    sections += [(f"circuits {name}", name.split()) for name, _ in walk(cli)]
     for title, args in sections:
         text = runner.invoke(cli, [*args, "--help"], terminal_width=80).output
         parts.append(f"## `{title}`\n\n```\n{text.rstrip()}\n```\n")

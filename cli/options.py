@@ -6,11 +6,13 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Optional, TypeVar
 
 import click
 
+from discovery.jsonvalues import to_json
 from discovery.names import ABLATIONS, METRICS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,6 +36,31 @@ class FiniteFloat(click.ParamType):
 
 
 FINITE = FiniteFloat()
+
+
+class CommaList(click.ParamType):
+    """``a,b,c`` as a tuple of texts, optionally each one of ``choices``: the CLI's one comma-list reader (it calls
+    ``discovery.settings.comma_list``, which method options use too)."""
+
+    name = "list"
+
+    def __init__(self, choices: Sequence[str] = ()):
+        self.choices = tuple(choices)
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> tuple[str, ...]:
+        from discovery.errors import SettingsError
+        from discovery.settings import comma_list
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            items = tuple(str(v) for v in comma_list(value))
+        except SettingsError as err:
+            self.fail(str(err), param, ctx)
+        unknown = [v for v in items if self.choices and v not in self.choices]
+        if unknown:
+            self.fail(f"choose from {', '.join(self.choices)} (comma-separated), got {', '.join(unknown)}", param, ctx)
+        return items
 
 
 def _lasting_db(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -128,19 +155,8 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
 
 
-def _clean(value: Any) -> Any:
-    """Make a value JSON-safe: nan and infinities become strings, as JSON has no literal for them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def print_json(value: Any) -> None:
-    click.echo(json.dumps(_clean(value), indent=2, sort_keys=False, default=str))
+    click.echo(json.dumps(to_json(value), indent=2, sort_keys=False, default=str))
 
 
 def fmt(value: Any) -> str:

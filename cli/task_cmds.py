@@ -53,7 +53,8 @@ def tasks_list(as_json: bool) -> None:
             [
                 r["name"],
                 r["metric"],
-                ", ".join([r["default_corruption"]] + [c for c in r["corruptions"] if c != r["default_corruption"]]),
+                ", ".join([str(r["default_corruption"])] + [str(c) for c in r["corruptions"]
+                                                              if c != r["default_corruption"]]),
                 r["description"],
             ]
             for r in rows
@@ -68,7 +69,7 @@ def _items(tokenizer: Any, ids: Any, mask: Any, limit: int = 6) -> str:
     return shown + (f" ... ({len(tokens)} in all)" if len(tokens) > limit else "")
 
 
-def _dataset(task: str, model: str, n: int, seed: int, corruption: Optional[str]):  # -> TaskDataset
+def _dataset(task: str, model: str, n: int, seed: int, corruption: Optional[str]) -> tuple[Any, Any]:
     from discovery.config import check_n_prompts, check_seed
     from discovery.tasks import build_dataset, get_task, load_tokenizer
 

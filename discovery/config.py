@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 from discovery.errors import SettingsError, TaskError
 from discovery.methods import get_method
@@ -23,7 +24,7 @@ from discovery.names import ABLATIONS, METRIC_SPECS, METRICS
 from discovery.settings import INT, Option, comma_list
 
 DTYPE_NAMES = ("float32", "bfloat16")
-NAME_LEN = 200  # the longest model or task name both catalog backends keep (catalog.models.NAME_LEN)
+NAME_LEN = 200  # the longest model or task name both catalog backends keep (catalog.tables.NAME_LEN)
 _DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _POSITION = Option("positions", INT, "token positions", low=-4096, high=4095)

@@ -22,8 +22,9 @@ The forward over plain tensors is checked against TransformerBridge's own output
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -57,7 +58,7 @@ class EngineOutput:
     probes: list[Tensor] = field(default_factory=list)
 
 
-class Engine:
+class PatchingEngine:
     """Own GPT-2 forward with per-edge masks. Holds weights; holds no activations between calls."""
 
     def __init__(self, weights: GPT2Weights):
@@ -179,7 +180,7 @@ class Engine:
         LayerNorm runs once per distinct input."""
         w = self.w
         idx = None if heads is None or len(heads) == self.H else torch.tensor(list(heads), device=x.device)
-        pick = (lambda t: t) if idx is None else (lambda t: t.index_select(0, idx))  # noqa: E731
+        pick = (lambda t: t) if idx is None else (lambda t: t.index_select(0, idx))
         ln_w, ln_b = _at(w.ln1_w, layer), _at(w.ln1_b, layer)
         W_Q, W_K, W_V = pick(w.W_Q[layer]), pick(w.W_K[layer]), pick(w.W_V[layer])
         if index is not None and bool((index == index.flatten()[0]).all()):
@@ -231,7 +232,7 @@ class Engine:
 class _PlainRun:
     """The unmasked model: one running residual stream; per-destination inputs only when probed."""
 
-    def __init__(self, engine: Engine, B: int, P: int, shared: Tensor, start_layer: int, probes: bool,
+    def __init__(self, engine: PatchingEngine, B: int, P: int, shared: Tensor, start_layer: int, probes: bool,
                  keep: bool):
         self.e, self.B, self.P = engine, B, P
         self.keep = keep

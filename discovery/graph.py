@@ -17,12 +17,13 @@ This module is a leaf: pure Python, no torch, no database, no side effects at im
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterator, Literal, Optional
+from typing import Literal, Optional
 
-QKV: tuple[str, str, str] = ("q", "k", "v")
 InputName = Literal["q", "k", "v"]
+QKV: tuple[InputName, InputName, InputName] = ("q", "k", "v")
 
 
 class NodeKind(str, Enum):
@@ -30,6 +31,9 @@ class NodeKind(str, Enum):
     HEAD = "head"
     MLP = "mlp"
     LOGITS = "logits"
+
+    def __str__(self) -> str:  # "head", not "NodeKind.HEAD", wherever a kind is printed
+        return self.value
 
 
 class Granularity(str, Enum):
@@ -87,6 +91,11 @@ class Node:
 EMBED = Node(NodeKind.EMBED, -1)
 
 
+def edge_key(src: str, dst: str, input_: Optional[str] = None) -> str:
+    """The one spelling of an edge from its nodes' keys: ``a0.1->a3.2.q``, ``m2->logits``."""
+    return f"{src}->{dst}.{input_}" if input_ else f"{src}->{dst}"
+
+
 def head(layer: int, head_index: int) -> Node:
     return Node(NodeKind.HEAD, layer, head_index)
 
@@ -113,7 +122,7 @@ class Edge:
 
     @property
     def key(self) -> str:
-        return f"{self.src.key}->{self.dst_key}"
+        return edge_key(self.src.key, self.dst.key, self.input)
 
     @property
     def order(self) -> tuple[tuple[int, int, int], int, tuple[int, int, int]]:
@@ -166,7 +175,7 @@ def parse_destination(text: str, n_layers: Optional[int] = None) -> tuple[Node, 
                 node = parse_node(t[: -len(suffix)], n_layers)
                 if node.kind is not NodeKind.HEAD:
                     raise InvalidKey(f"only attention heads have q/k/v inputs: {text!r}")
-                return node, name  # type: ignore[return-value]
+                return node, name
     return parse_node(t, n_layers), None
 
 
@@ -251,7 +260,7 @@ class ComponentGraph:
             for h in range(H):
                 if self.granularity is Granularity.QKV:
                     for name in QKV:
-                        yield head(layer, h), name  # type: ignore[misc]
+                        yield head(layer, h), name
                 else:
                     yield head(layer, h), None
             yield mlp(layer), None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from discovery.graph import EMBED, InvalidKey, Node, NodeKind, head, logits, mlp
+from discovery.graph import EMBED, InvalidKey, Node, head, logits, mlp
 
 
 def embed_hook() -> str:
@@ -20,9 +20,6 @@ def pos_embed_hook() -> str:
     return "hook_pos_embed"
 
 
-def resid_pre(layer: int) -> str:
-    return f"blocks.{layer}.hook_resid_pre"
-
 
 def resid_post(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_post"
@@ -32,9 +29,6 @@ def attn_result(layer: int) -> str:
     """Per-head outputs ``[batch, pos, head, d_model]`` (needs ``set_use_attn_result(True)``)."""
     return f"blocks.{layer}.attn.hook_result"
 
-
-def attn_z(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
 
 
 def attn_pattern(layer: int) -> str:
@@ -57,34 +51,8 @@ def mlp_out(layer: int) -> str:
     return f"blocks.{layer}.hook_mlp_out"
 
 
-def attn_out(layer: int) -> str:
-    return f"blocks.{layer}.hook_attn_out"
 
 
-def ln_final_hook() -> str:
-    return "ln_final.hook_normalized"
-
-
-def output_hook(node: Node) -> str:
-    """The hook holding a source node's output (a head's is one slice of ``hook_result``)."""
-    if node.kind is NodeKind.EMBED:
-        return embed_hook()
-    if node.kind is NodeKind.HEAD:
-        return attn_result(node.layer)
-    if node.kind is NodeKind.MLP:
-        return mlp_out(node.layer)
-    raise InvalidKey(f"{node.key} has no output hook")
-
-
-def input_hook(node: Node, which: Optional[str] = None) -> str:
-    """The hook holding a destination's input (logits read the final residual stream)."""
-    if node.kind is NodeKind.HEAD:
-        return head_input(node.layer, which or "q")
-    if node.kind is NodeKind.MLP:
-        return mlp_in(node.layer)
-    if node.kind is NodeKind.LOGITS:
-        return resid_post(node.layer - 1)
-    raise InvalidKey(f"{node.key} has no input hook")
 
 
 # ACDC writes edges as hook names with an index: ``blocks.9.attn.hook_result[:, :, 1]``.

@@ -28,11 +28,11 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from discovery.engine import Engine
+    from discovery.engine import PatchingEngine
 
 
 class MaskedRun:
-    def __init__(self, engine: "Engine", masks: Tensor, patch: Tensor, shared: Tensor,
+    def __init__(self, engine: "PatchingEngine", masks: Tensor, patch: Tensor, shared: Tensor,
                  patch_cum: Optional[Tensor] = None, positions: Optional[Tensor] = None,
                  extra: Optional[tuple[list[int], Tensor]] = None):
         self.e = engine
@@ -60,7 +60,8 @@ class MaskedRun:
         self.variant = torch.zeros(S, dtype=torch.bool)
         # [1, 1, 1, P, 1] bool where the masks apply; None when they apply everywhere
         self.positions = None if positions is None or bool(positions.all()) else positions.view(1, 1, 1, -1, 1)
-        self.extra_cols, self.extra = (list(extra[0]), extra[1]) if extra is not None else ([], None)
+        self.extra_cols: list[int] = list(extra[0]) if extra is not None else []
+        self.extra: Optional[Tensor] = extra[1] if extra is not None else None
 
     # -- analysis --------------------------------------------------------------------------------------------
     def _variant_columns(self, cols: list[int], n_up: int) -> list[bool]:

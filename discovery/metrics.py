@@ -91,7 +91,7 @@ class Metric:
 
 
 def kept_fraction(circuit: float, model: float) -> float:
-    """m(circuit) / m(model): the research plan's share of the model's performance."""
+    """m(circuit) / m(model): Lan et al.'s (2023) share of the model's performance."""
     return circuit / model if model != 0 else float("nan")
 
 

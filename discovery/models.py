@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as md
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -220,7 +221,7 @@ def weights_hash(folder: str) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    out = {"torch": torch.__version__}
+    out: dict[str, str] = {"torch": str(torch.__version__)}
     for dist in ("transformer-lens", "transformers", "circuit-catalog"):
         try:
             out[dist] = md.version(dist)

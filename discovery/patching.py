@@ -4,7 +4,7 @@ Every method receives a ``PatchSetup`` and asks it to evaluate masks; it never t
 (what a patched edge reads instead of the clean source output):
 
 - ``patch``: the corrupted prompt's activation (interchange / activation patching; ACDC's default),
-- ``mean``: the mean over the corrupted prompts, per position (the research plan's mean ablation),
+- ``mean``: the mean over the corrupted prompts, per position (Lan et al.'s mean ablation),
 - ``zero``: zero,
 - ``resample``: the activation on another, randomly drawn corrupted prompt (seeded).
 
@@ -18,13 +18,14 @@ the chosen positions and the clean value elsewhere, whose difference from the cl
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
-from discovery.engine import Engine
+from discovery.engine import PatchingEngine
 from discovery.errors import SettingsError
 from discovery.graph import ComponentGraph, Edge, Node, NodeKind
 from discovery.metrics import Metric, faithfulness, kept_fraction
@@ -36,7 +37,7 @@ from discovery.weights import GPT2Weights
 class PatchSetup:
     """The cached state every method shares. Masks are ``[C, S, D]`` over ``engine.graph`` (q/k/v granularity)."""
 
-    engine: Engine
+    engine: PatchingEngine
     tokens: Tensor  # [B, P] clean prompts
     corrupted_tokens: Tensor  # [B, P]
     clean: Tensor  # [S, B, P, d] source outputs of the unpatched model on the clean prompts
@@ -193,7 +194,7 @@ def prepare(
     """Build the engine for ``model`` (a LoadedModel), run the clean and corrupted prompts once, fix the patch."""
     if ablation not in ABLATIONS:
         raise SettingsError(f"unknown ablation {ablation!r}: choose one of {', '.join(ABLATIONS)}")
-    engine = Engine(weights_for(model))
+    engine = PatchingEngine(weights_for(model))
     device = model.device
     tokens = dataset.clean.to(device)
     corrupted = dataset.corrupted.to(device)
@@ -206,7 +207,7 @@ def prepare(
 
 
 def prepare_from_engine(
-    engine: Engine,
+    engine: PatchingEngine,
     tokens: Tensor,
     corrupted: Tensor,
     dataset: Any,
@@ -224,6 +225,7 @@ def prepare_from_engine(
     with torch.no_grad():
         clean_run = engine.run(tokens)
         corrupt_run = engine.run(corrupted)
+    assert clean_run.sources is not None and corrupt_run.sources is not None
     clean = clean_run.sources[0]
     patch = ablation_values(ablation, corrupt_run.sources[0], seed)
     device = tokens.device

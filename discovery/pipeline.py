@@ -13,8 +13,9 @@ driver may implement it otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol
 
 from discovery.config import RunConfig
 from discovery.errors import SettingsError, Terminated

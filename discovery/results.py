@@ -6,8 +6,9 @@ rows in one place (``catalog.queries.save_result``). Nothing here imports torch,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from discovery.config import RunConfig
 from discovery.graph import Edge, Granularity, Node

@@ -11,8 +11,9 @@ Torch-free: the CLI builds ``circuits discover --help`` from this without import
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Optional
 
 from discovery.errors import SettingsError
 from discovery.graph import InvalidKey, parse_node

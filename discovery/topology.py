@@ -2,8 +2,8 @@
 
 Node level. Under node ablation (``PatchSetup.mask_from_nodes``) a kept node is ablated nowhere: it reads the
 whole residual stream, which always holds ``embed``, and writes into the stream that ``logits`` read. So every
-kept node lies on the path ``embed -> node -> logits``, and every node set is connected; what the research plan
-worried about (a random circuit falling apart) cannot happen at node level. Random node circuits are therefore
+kept node lies on the path ``embed -> node -> logits``, and every node set is connected; what one might
+worry about (a random circuit falling apart) cannot happen at node level. Random node circuits are therefore
 uniform draws of the requested numbers of heads and MLPs.
 
 Edge level. A circuit is its edges; it is connected when it is not empty and every edge lies on a directed path
@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Iterable, Literal, Optional, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Literal, Optional, Union
 
 from discovery.errors import SettingsError
-from discovery.graph import EMBED, QKV, ComponentGraph, Edge, Granularity, Node, NodeKind, feeds
+from discovery.graph import EMBED, QKV, ComponentGraph, Edge, Granularity, InputName, Node, NodeKind, feeds
 
 Level = Literal["nodes", "edges"]
 Size = Union[int, Sequence[int]]
@@ -147,7 +148,7 @@ def _random_edge_circuit(graph: ComponentGraph, size: Size, rng: random.Random) 
 def _try_edge_circuit(graph: ComponentGraph, chosen: list[Node], n_edges: int,
                       rng: random.Random) -> Optional[frozenset[Edge]]:
     """One attempt: a spanning set of edges through ``chosen`` (sorted), filled up to ``n_edges``; or None."""
-    inputs = QKV if graph.granularity is Granularity.QKV else (None,)
+    inputs: tuple[Optional[InputName], ...] = QKV if graph.granularity is Granularity.QKV else (None,)
 
     def edge(src: Node, dst: Node) -> Edge:
         return Edge(src, dst, rng.choice(inputs) if dst.kind is NodeKind.HEAD else None)

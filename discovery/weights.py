@@ -101,9 +101,11 @@ class GPT2Weights:
                 return None
             d = int(cfg.d_model)
             default = torch.ones(d) if k == 0 else torch.zeros(d)
-            return torch.stack([p[k] if p[k] is not None else default.to(bridge.W_E) for p in pairs])
+            return torch.stack([v if (v := p[k]) is not None else default.to(bridge.W_E) for p in pairs])
 
-        get = lambda name: getattr(bridge, name).detach().clone()  # noqa: E731
+        def get(name: str) -> Tensor:
+            return getattr(bridge, name).detach().clone()
+
         return cls(
             W_E=get("W_E"), W_pos=get("W_pos"),
             W_Q=get("W_Q"), W_K=get("W_K"), W_V=get("W_V"),
@@ -125,7 +127,7 @@ def layer_norm(x: Tensor, w: Optional[Tensor], b: Optional[Tensor], eps: float) 
     x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     out = x32.to(x.dtype)
     if w is not None:
-        out = out * w + b
+        out = out * w + (b if b is not None else 0)
     return out
 
 

@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from catalog.db import VERSION_TABLE, make_engine, to_url
-from catalog.models import Base, SafeJSON
+from catalog.tables import Base, SafeJSON
 
 config = context.config
 target_metadata = Base.metadata

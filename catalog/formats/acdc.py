@@ -21,7 +21,8 @@ hook_mlp_out``) are not edges of the residual graph and are skipped. Hook knowle
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, cast
+from collections.abc import Iterator
+from typing import Any, Optional, cast
 
 from catalog.errors import InvalidCircuit
 from catalog.formats.common import assemble, expect_list, expect_object, expect_score, expect_str, model_shape

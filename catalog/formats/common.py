@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Optional
 
 from catalog.errors import InvalidCircuit
 from catalog.records import SOURCES, EdgeRecord, NewCircuit, NodeRecord
 from discovery.graph import ComponentGraph, Granularity, InvalidKey, ModelShape, check_edge, parse_edge, parse_node
+from discovery.jsonvalues import to_json
 
 # Shapes of the models circuits are published on, so imports can reject a12.0 on a 12-layer model.
 # d_model is what EAP-IG's graph config needs besides the shape.
@@ -128,9 +130,7 @@ def check_fields(obj: Mapping[str, Any], where: str, *, required: Iterable[str],
 
 
 def score_to_json(value: Optional[float]) -> Any:
-    if value is None or math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return to_json(value)
 
 
 def _type_name(value: Any) -> str:
@@ -284,7 +284,7 @@ def _check_nodes(nodes: Iterable[NodeRecord], graph: Optional[ComponentGraph]) -
                 graph.check_node(parsed)
         except InvalidKey as err:
             raise InvalidCircuit(f"nodes[{i}]: {err}") from None
-        if parsed.key != n.key or parsed.kind.value != n.kind:
+        if parsed.key != n.key or parsed.kind != n.kind:
             raise InvalidCircuit(f"nodes[{i}]: {n.key!r} is not a canonical key (expected {parsed.key!r})")
         if n.key in seen:
             raise InvalidCircuit(f"nodes[{i}]: node {n.key} is listed twice")

@@ -31,7 +31,8 @@ model's known shape.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from catalog.errors import InvalidCircuit
 from catalog.formats.common import (
@@ -43,8 +44,7 @@ from catalog.formats.common import (
     known_config,
     model_config,
 )
-from catalog.records import CircuitRecord, EdgeRecord, NewCircuit, NodeRecord
-from discovery.names import METRIC_SPECS
+from catalog.records import CircuitLike, EdgeRecord, NewCircuit, NodeRecord
 from discovery.graph import (
     ComponentGraph,
     Granularity,
@@ -56,6 +56,7 @@ from discovery.graph import (
     parse_node,
     with_logits_layer,
 )
+from discovery.names import METRIC_SPECS
 
 FORMAT = "eap-ig"
 _NEURON_FIELDS = ("neurons", "neurons_scores")
@@ -132,7 +133,7 @@ def _no_nan(score: Optional[float]) -> Optional[float]:
 # Writing
 
 
-def write_eap_ig(circuit: Union[CircuitRecord, NewCircuit]) -> dict[str, Any]:
+def write_eap_ig(circuit: CircuitLike) -> dict[str, Any]:
     if not circuit.edges_known:
         raise InvalidCircuit(
             f"circuit {circuit.name!r} is known only by its nodes: EAP-IG files are edge graphs (use --to native)"
@@ -166,7 +167,7 @@ def _edge_score(e: EdgeRecord, sign: float) -> float:
     return sign * e.score
 
 
-def loss_sign(circuit: Union[CircuitRecord, NewCircuit]) -> float:
+def loss_sign(circuit: CircuitLike) -> float:
     """-1 where a circuit's scores are changes of a metric for which higher is better (see the module docstring)."""
     if circuit.metadata.get("score_sign") != "metric":
         return 1.0
@@ -175,7 +176,7 @@ def loss_sign(circuit: Union[CircuitRecord, NewCircuit]) -> float:
     return -1.0 if spec is not None and spec.higher_is_better else 1.0
 
 
-def _config(circuit: Union[CircuitRecord, NewCircuit]) -> dict[str, Any]:
+def _config(circuit: CircuitLike) -> dict[str, Any]:
     stored = circuit.metadata.get("eap_ig_cfg")
     if isinstance(stored, dict) and isinstance(stored.get("n_layers"), int) and isinstance(stored.get("n_heads"), int):
         return dict(stored)

@@ -24,16 +24,15 @@ from typing import Union
 from catalog.errors import InvalidCircuit
 from catalog.formats.common import model_config
 from catalog.formats.eap_ig import loss_sign, write_eap_ig
-from catalog.records import CircuitRecord, NewCircuit
+from catalog.records import CircuitLike, NewCircuit
 from discovery.files import inside, safe_name, write_text_atomic
 from discovery.graph import ComponentGraph, ModelShape, parse_edge
 from discovery.topology import cut, ranked
 
 BINARY_PERCENTS = (0, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50)
-Circuit = Union[CircuitRecord, NewCircuit]
 
 
-def folder_name(circuit: Circuit) -> str:
+def folder_name(circuit: CircuitLike) -> str:
     """``{task}_{model}`` as MIB names its folders: ``ioi_gpt2``, ``arc-easy_llama3``."""
     if not circuit.task:
         raise InvalidCircuit(f"circuit {circuit.name!r} names no task: MIB's folders are per task and model")
@@ -41,7 +40,7 @@ def folder_name(circuit: Circuit) -> str:
     return safe_name(f"{circuit.task.replace('_', '-')}_{model}")
 
 
-def write_mib(circuit: Circuit, folder: Union[str, Path], *, binary: bool = False) -> list[Path]:
+def write_mib(circuit: CircuitLike, folder: Union[str, Path], *, binary: bool = False) -> list[Path]:
     """Write ``circuit`` into ``folder/{task}_{model}/`` (see the module docstring); returns the files written."""
     shape = model_config(circuit.model, circuit.metadata)
     if not shape:
@@ -62,12 +61,14 @@ def write_mib(circuit: Circuit, folder: Union[str, Path], *, binary: bool = Fals
     for percent in BINARY_PERCENTS:
         kept = {e.key for e in cut(order, int(percent / 100 * graph.n_edges()))}
         edges = tuple(replace(e, kept=e.key in kept) for e in circuit.edges)
-        nodes = tuple(replace(n, kept=n.key in {"embed", "logits"} | {k for e in edges if e.kept for k in (e.src, e.dst)})
-                      for n in circuit.nodes)
-        paths.append(_write(replace(circuit, edges=edges, nodes=nodes), inside(target, f"edges_{percent:g}.json")))
+        touched = {"embed", "logits"} | {k for e in edges if e.kept for k in (e.src, e.dst)}
+        nodes = tuple(replace(n, kept=n.key in touched) for n in circuit.nodes)
+        cut_circuit = NewCircuit(name=circuit.name, model=circuit.model, task=circuit.task, source=circuit.source,
+                                 nodes=nodes, edges=edges, edges_known=True, metadata=circuit.metadata)
+        paths.append(_write(cut_circuit, inside(target, f"edges_{percent:g}.json")))
     return paths
 
 
-def _write(circuit: Circuit, path: Path) -> Path:
+def _write(circuit: CircuitLike, path: Path) -> Path:
     write_text_atomic(path, json.dumps(write_eap_ig(circuit), indent=1) + "\n")
     return path

@@ -6,7 +6,8 @@ byte-identical; reading refuses what it does not know, so a misspelt field fails
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from catalog.errors import InvalidCircuit
 from catalog.formats.common import (
@@ -21,7 +22,7 @@ from catalog.formats.common import (
     score_to_json,
     validate,
 )
-from catalog.records import CircuitRecord, EdgeRecord, NewCircuit, NodeRecord
+from catalog.records import CircuitLike, CircuitRecord, EdgeRecord, NewCircuit, NodeRecord
 from discovery.graph import QKV
 
 FORMAT = "circuit-catalog"
@@ -43,7 +44,7 @@ _EDGE_OPTIONAL = ("input", "score", "kept")
 # Writing
 
 
-def export_circuit(circuit: Union[CircuitRecord, NewCircuit]) -> dict[str, Any]:
+def export_circuit(circuit: CircuitLike) -> dict[str, Any]:
     """The circuit as a JSON-ready dict. Database ids and timestamps stay behind: they mean nothing elsewhere."""
     return {
         "format": FORMAT,

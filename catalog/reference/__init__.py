@@ -37,9 +37,10 @@ evaluated the circuit: ablation, corruption, level) is a default for the evaluat
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable, Iterator, Optional, cast
+from typing import Any, Optional, cast
 
 from catalog.errors import InvalidCircuit, NotFound
 from catalog.formats.common import validate
@@ -82,8 +83,8 @@ def list_references() -> list[ReferenceInfo]:
                 task=circuit.task,
                 model=circuit.model,
                 edges_known=circuit.edges_known,
-                n_heads=kinds.count(NodeKind.HEAD.value),
-                n_mlps=kinds.count(NodeKind.MLP.value),
+                n_heads=kinds.count(NodeKind.HEAD),
+                n_mlps=kinds.count(NodeKind.MLP),
                 n_edges=len(circuit.edges),
                 citation=circuit.citation or "",
             )

@@ -11,7 +11,7 @@ is split into five exclusive shares that sum to 1:
     other      everything else (template words, fillers)
 
 On regular prompts of a sequence task the previous token IS a member, so "previous token" and "same type"
-cannot be told apart there. Irregular prompts separate them (the research plan's test). Each prompt is also
+cannot be told apart there. Irregular prompts separate them (Lan et al.'s test of their n-2 heads). Each prompt is also
 run with filler tokens inserted (the first of FILLERS that is one token and occurs in no prompt, unless one is
 named), and the head's attention on the irregular prompt is aligned
 with its attention on the regular one in two ways:
@@ -41,14 +41,15 @@ TransformerLens / Olsson et al. 2022 tests): ``previous_token`` (mean attention 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
 from discovery.analysis.stream import as_engine, attention_pattern, run_stream
-from discovery.engine import Engine
+from discovery.engine import PatchingEngine
 from discovery.errors import SettingsError
 from discovery.graph import Node, NodeKind
 
@@ -203,7 +204,7 @@ def kind_of(moved: float, token_gap: float, relative_gap: float, token_prefix: f
 # The analysis
 
 
-def patterns_on(engine: Engine, tokens: Tensor, layers: Sequence[int]) -> dict[int, Tensor]:
+def patterns_on(engine: PatchingEngine, tokens: Tensor, layers: Sequence[int]) -> dict[int, Tensor]:
     """Per layer, the full patterns ``[B, H, P, P]`` on ``tokens``."""
     stream = run_stream(engine, tokens)
     return {layer: attention_pattern(engine, stream.resid[layer], layer) for layer in layers}
@@ -279,7 +280,7 @@ def _head_figures(runs: dict[str, Any], layer: int, h: int, members: Tensor,
     }
 
 
-def _variant(engine: Engine, prompts: PromptTokens, layers: Sequence[int], at: int, count: int, filler: int,
+def _variant(engine: PatchingEngine, prompts: PromptTokens, layers: Sequence[int], at: int, count: int, filler: int,
              regular: dict[int, Tensor], kind: str) -> dict[str, dict[int, Tensor]]:
     """Shares and follow scores ``[H]`` per layer on prompts with ``count`` fillers inserted at ``at``."""
     new, moved = insert_fillers(prompts, at, count, filler)
@@ -297,7 +298,7 @@ def _variant(engine: Engine, prompts: PromptTokens, layers: Sequence[int], at: i
     return res
 
 
-def random_token_scores(engine: Engine, layers: Sequence[int], settings: AttentionSettings, first: Tensor,
+def random_token_scores(engine: PatchingEngine, layers: Sequence[int], settings: AttentionSettings, first: Tensor,
                         random_ids: Optional[Tensor] = None) -> dict[str, dict[int, Tensor]]:
     """Previous-token, induction and duplicate-token scores ``[H]`` per layer on repeated random tokens."""
     n_ctx, V = engine.w.W_pos.shape[0], engine.w.W_E.shape[0]

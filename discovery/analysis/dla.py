@@ -21,13 +21,14 @@ through later components (an S-inhibition head moving name movers' queries) can 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from torch import Tensor
 
 from discovery.analysis.stream import as_engine, final_scale, run_stream, unembed_affine
-from discovery.engine import Engine
+from discovery.engine import PatchingEngine
 from discovery.graph import Node, NodeKind
 
 
@@ -57,7 +58,7 @@ def _mean_ids(values: Tensor, ids: Tensor, mask: Tensor) -> Tensor:
     return (picked * m).sum(-1) / m.sum(-1).clamp(min=1)
 
 
-def attributions(engine: Engine, dataset: Any) -> tuple[Tensor, dict[str, Tensor]]:
+def attributions(engine: PatchingEngine, dataset: Any) -> tuple[Tensor, dict[str, Tensor]]:
     """Per-source DLA ``[S, B]`` (``engine.graph.sources`` order) and the identity's other terms ``[B]``:
     ``logit_diff`` (from the model's own logits), ``attn_bias`` (DLA of the summed b_O) and ``unembed_bias``."""
     device = engine.w.device

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from discovery.analysis.stream import as_engine, run_stream
-from discovery.engine import Engine
+from discovery.engine import PatchingEngine
 
 
 @dataclass
@@ -43,7 +43,7 @@ class LogitLensResult:
         return dict(self.__dict__)
 
 
-def lens_logits(engine: Engine, tokens: Tensor) -> Tensor:
+def lens_logits(engine: PatchingEngine, tokens: Tensor) -> Tensor:
     """``[L + 1, B, P, V]``: the unembedded residual stream at every layer (the last row is the model's logits).
 
     Holds every row at once: for small models and tests (``analyze_logit_lens`` goes one layer at a time)."""
@@ -86,7 +86,7 @@ def analyze_logit_lens(model: Any, dataset: Any, tokenizer: Optional[Any] = None
             rows["top"].append(top[0])
     names = _names(tokenizer)
     return LogitLensResult(
-        layers=["embed"] + [f"after L{l}" for l in range(len(stream.resid) - 1)],
+        layers=["embed"] + [f"after L{layer}" for layer in range(len(stream.resid) - 1)],
         positions=[f"{p}:{names(int(t))}" for p, t in enumerate(tokens[0])],
         targets=[names(int(t)) for t in targets[0, :, 0]],
         accuracy=_table(torch.stack(rows["accuracy"])),

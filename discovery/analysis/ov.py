@@ -32,14 +32,15 @@ are kept.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
 from discovery.analysis.stream import as_engine, unembed_affine
-from discovery.engine import Engine
+from discovery.engine import PatchingEngine
 from discovery.errors import SettingsError
 from discovery.graph import Node, NodeKind
 from discovery.tasks.sequences import DIGITS, MONTHS, NUMWORDS
@@ -109,7 +110,7 @@ def ordinal_set(name: str, ids: Sequence[int], words: Sequence[str] = ()) -> Tok
 # The matrix and its scores
 
 
-def input_vectors(engine: Engine, ids: Sequence[int], layer: int, embedding: str) -> Tensor:
+def input_vectors(engine: PatchingEngine, ids: Sequence[int], layer: int, embedding: str) -> Tensor:
     """``[n, d]`` what head inputs of ``layer`` read for each token: raw or MLP-0-effective embeddings."""
     e = engine.w.W_E[torch.tensor(list(ids), device=engine.w.device)].float()
     if embedding == "mlp0" and layer > 0:
@@ -118,7 +119,7 @@ def input_vectors(engine: Engine, ids: Sequence[int], layer: int, embedding: str
     return e
 
 
-def ov_matrix(engine: Engine, layer: int, head: int, ids: Sequence[int], embedding: str = "raw") -> Tensor:
+def ov_matrix(engine: PatchingEngine, layer: int, head: int, ids: Sequence[int], embedding: str = "raw") -> Tensor:
     """The OV-logit matrix ``M`` ``[n, n]`` of head (layer, head) over token ids (see the module docstring)."""
     w = engine.w
     with torch.no_grad():

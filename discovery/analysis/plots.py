@@ -7,8 +7,9 @@ imports matplotlib, and only when a function here is called.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from discovery.analysis.attention import CATEGORIES, AttentionResult
 from discovery.analysis.logit_lens import LogitLensResult

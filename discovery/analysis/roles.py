@@ -26,8 +26,9 @@ apply to them. A node no rule fits gets no role (None).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Optional
 
 ROLES = ("successor", "copy", "inhibition", "induction", "previous-token", "same-type", "positional", "boosting",
          "first-token")

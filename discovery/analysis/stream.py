@@ -1,6 +1,6 @@
 """The residual stream and attention patterns of one plain forward, read off the engine's source outputs.
 
-Every analysis reads the model through ``discovery.engine.Engine`` (plain tensors of the bridge's processed
+Every analysis reads the model through ``discovery.engine.PatchingEngine`` (plain tensors of the bridge's processed
 weights, checked against TransformerBridge at load), so the same code runs on GPT-2, the toy model and a
 hand-built test model. ``as_engine`` accepts any of the three spellings of "a model" analyses are given.
 
@@ -18,22 +18,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from discovery.engine import Engine
+from discovery.engine import PatchingEngine
 from discovery.errors import SettingsError
 from discovery.weights import GPT2Weights, layer_norm
 
 
-def as_engine(model: Any) -> Engine:
-    """An ``Engine`` for a LoadedModel, a ``GPT2Weights`` or an ``Engine`` (returned as is)."""
-    if isinstance(model, Engine):
+def as_engine(model: Any) -> PatchingEngine:
+    """An ``PatchingEngine`` for a LoadedModel, a ``GPT2Weights`` or an ``PatchingEngine`` (returned as is)."""
+    if isinstance(model, PatchingEngine):
         return model
     if isinstance(model, GPT2Weights):
-        return Engine(model)
+        return PatchingEngine(model)
     if hasattr(model, "bridge"):
         from discovery.patching import weights_for
 
-        return Engine(weights_for(model))
-    raise SettingsError(f"cannot analyse a {type(model).__name__}: give a loaded model, GPT2Weights or an Engine")
+        return PatchingEngine(weights_for(model))
+    raise SettingsError(f"cannot analyse a {type(model).__name__}: give a loaded model, GPT2Weights or an PatchingEngine")
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,12 @@ class Stream:
     logits: Tensor  # [B, P, V]
 
 
-def run_stream(engine: Engine, tokens: Tensor) -> Stream:
+def run_stream(engine: PatchingEngine, tokens: Tensor) -> Stream:
     """Run the unpatched model on ``tokens`` ``[B, P]`` and keep its residual stream at every layer."""
     tokens = tokens.to(engine.w.device)
     with torch.no_grad():
         out = engine.run(tokens, all_positions=True)
+    assert out.sources is not None
     sources = out.sources[0]
     rows = []
     for layer in range(engine.L + 1):
@@ -62,7 +63,7 @@ def run_stream(engine: Engine, tokens: Tensor) -> Stream:
     return Stream(tokens=tokens, sources=sources, resid=torch.stack(rows), logits=out.logits[0])
 
 
-def attention_pattern(engine: Engine, resid_pre: Tensor, layer: int) -> Tensor:
+def attention_pattern(engine: PatchingEngine, resid_pre: Tensor, layer: int) -> Tensor:
     """Attention probabilities ``[B, H, P_query, P_key]`` of ``layer`` given its input ``[B, P, d]``.
 
     The same computation as the engine's forward (LayerNorm, W_Q/W_K with biases, causal softmax), written
@@ -83,14 +84,14 @@ def attention_pattern(engine: Engine, resid_pre: Tensor, layer: int) -> Tensor:
         return torch.softmax(scores, dim=-1)
 
 
-def final_scale(engine: Engine, resid_final: Tensor) -> Tensor:
+def final_scale(engine: PatchingEngine, resid_final: Tensor) -> Tensor:
     """The final LayerNorm's divisor ``[...]`` for ``resid_final`` ``[..., d]`` (what DLA freezes)."""
     x = resid_final.float()
     centred = x - x.mean(-1, keepdim=True)
     return torch.sqrt(centred.pow(2).mean(-1) + engine.w.eps)
 
 
-def unembed_affine(engine: Engine) -> tuple[Tensor, Tensor]:
+def unembed_affine(engine: PatchingEngine) -> tuple[Tensor, Tensor]:
     """``(W, b)`` with ``logits = normalise(x) @ W + b``: the final LayerNorm's scale and shift folded in.
 
     With GPT-2's default processing (``fold_ln``) the LayerNorm has no weights left and this is

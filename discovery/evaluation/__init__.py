@@ -7,10 +7,16 @@
 - ``plotting``: ``plot_curves`` (matplotlib, imported only when called).
 """
 
-from discovery.evaluation.circuits import ablate_shared, circuit_mask, compare_to_random, evaluate_circuit, evaluate_masks
-from discovery.topology import connected_core, is_connected, random_circuits
+from discovery.evaluation.circuits import (
+    ablate_shared,
+    circuit_mask,
+    compare_to_random,
+    evaluate_circuit,
+    evaluate_masks,
+)
 from discovery.evaluation.curves import MIB_KS, Curve, faithfulness_curve, trapezoid
 from discovery.evaluation.plotting import plot_curves
+from discovery.topology import connected_core, is_connected, random_circuits
 
 __all__ = [
     "MIB_KS", "Curve", "ablate_shared", "circuit_mask", "compare_to_random", "connected_core", "evaluate_circuit",

@@ -10,7 +10,7 @@ all-edge Spearman is reported beside them, named as such.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

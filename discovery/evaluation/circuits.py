@@ -1,7 +1,7 @@
 """How good is a circuit: its metric, share of the model, faithfulness, KL and accuracy; random baselines; overlaps.
 
 Definitions (``discovery.metrics`` holds the formulas):
-- ``kept_fraction`` = m(C) / m(model), the research plan's "% of the model's performance";
+- ``kept_fraction`` = m(C) / m(model), Lan et al.'s (2023) "% of the model's performance";
 - ``faithfulness`` = (m(C) - m(empty)) / (m(model) - m(empty)) (MIB, arXiv 2504.13151), "empty" patching every edge;
 - ``kl`` = KL(clean model || circuit) over the next token, from the circuit's logits and the clean run's, whatever
   the setup's metric is; ``accuracy`` = the circuit's top token is a correct answer.
@@ -12,18 +12,21 @@ the metric's share measure (``discovery.names``: ``kept_fraction``, or ``faithfu
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Union
+from collections.abc import Iterable
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
 
 from discovery.errors import SettingsError
-from discovery.topology import internal_nodes, random_circuits
 from discovery.graph import EMBED, ComponentGraph, Edge, Granularity, Node, NodeKind
+from discovery.methods.base import MethodOutput
 from discovery.metrics import Metric
 from discovery.patching import PatchSetup
+from discovery.results import DiscoveryResult
+from discovery.topology import internal_nodes, random_circuits
 
-Circuit = Union[Iterable[Node], Iterable[Edge], Any]  # Any: a MethodOutput or DiscoveryResult
+Members = Union[Iterable[Node], Iterable[Edge], Any]  # Any: a MethodOutput or DiscoveryResult
 
 
 def circuit_mask(setup: PatchSetup, *, nodes: Optional[Iterable[Node]] = None,
@@ -40,7 +43,7 @@ def evaluate_masks(setup: PatchSetup, masks: Tensor) -> list[dict[str, float]]:
     """The figures of ``evaluate_circuit`` for each of ``C`` masks ``[C, S, D]``, from one batched run."""
     logits = setup.logits(masks)  # [C, B, V]
     values = setup.metric.value(logits).tolist()
-    kl = _kl(setup, logits).tolist()
+    kl = _metric(setup, "kl").value(logits).tolist()
     acc = _metric(setup, "accuracy").value(logits).tolist()
     out = []
     for v, k, a in zip(values, kl, acc):
@@ -67,7 +70,7 @@ def evaluate_circuit(setup: PatchSetup, *, nodes: Optional[Iterable[Node]] = Non
     return row
 
 
-def compare_to_random(setup: PatchSetup, circuit: Circuit, *, n: int = 100, seed: int = 0,
+def compare_to_random(setup: PatchSetup, circuit: Members, *, n: int = 100, seed: int = 0,
                       level: Optional[str] = None) -> dict[str, Any]:
     """The circuit's performance against ``n`` random connected circuits of the same size (one batched run).
 
@@ -105,7 +108,8 @@ def compare_to_random(setup: PatchSetup, circuit: Circuit, *, n: int = 100, seed
 
 def ablate_shared(setup: PatchSetup, circuit_nodes: Iterable[Node], other_nodes: Iterable[Node], *,
                   keep_mlps: bool = False) -> dict[str, Any]:
-    """The research plan's sub-circuit test: ablate from a circuit the nodes it shares with another.
+    """A sub-circuit test: ablate from a circuit the nodes it shares with another (Lan et al. 2023 ask whether
+    tasks share a sub-circuit this way).
 
     Evaluates (node ablation, one batched run) the circuit, the circuit without the shared nodes, and the shared
     nodes alone; ``lost`` is performance(circuit) - performance(circuit without shared), ``lost_share`` that
@@ -136,18 +140,9 @@ def _metric(setup: PatchSetup, name: str) -> Metric:
     return Metric(name, m.answers, m.answers_mask, m.wrong, m.wrong_mask, clean_logits=setup.clean_logits)
 
 
-def _kl(setup: PatchSetup, logits: Tensor) -> Tensor:
-    """KL(clean || circuit) per copy ``[C]``, mean over prompts, from the clean run's log-probabilities."""
-    logp = setup.metric.clean_logprobs
-    if logp is None:
-        logp = torch.log_softmax(setup.clean_logits.float(), -1)
-    logq = torch.log_softmax(logits.float(), -1)
-    return (logp.exp().unsqueeze(0) * (logp.unsqueeze(0) - logq)).sum(-1).mean(-1)
-
-
-def _as_circuit(circuit: Circuit, level: Optional[str]) -> tuple[str, list]:
+def _as_circuit(circuit: Members, level: Optional[str]) -> tuple[str, list]:
     """(``nodes`` | ``edges``, members) from a node or edge collection or a method's output."""
-    if hasattr(circuit, "granularity") and hasattr(circuit, "kept_nodes"):
+    if isinstance(circuit, (MethodOutput, DiscoveryResult)):
         if circuit.granularity is Granularity.NODES or level == "nodes":
             return "nodes", list(circuit.kept_nodes)
         return "edges", list(circuit.kept_edges)

@@ -28,15 +28,18 @@ counts); edges without a score rank after every scored edge.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Union
 
+import numpy as np
 import torch
 
 from discovery.errors import SettingsError
 from discovery.graph import ComponentGraph, Edge, Granularity, NodeKind
 from discovery.metrics import faithfulness
 from discovery.patching import PatchSetup
+from discovery.results import ScoredEdge
 from discovery.topology import connected_core, ranked
 
 MIB_KS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -104,7 +107,7 @@ def trapezoid(xs: Sequence[float], ys: Sequence[float]) -> float:
         raise ValueError("xs and ys differ in length")
     if len(xs) < 2:
         raise ValueError("an area needs at least two points")
-    return sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1))
+    return float(np.trapezoid(ys, xs))
 
 
 def faithfulness_curve(
@@ -155,11 +158,10 @@ def _complete(order: list[Edge], every: Sequence[Edge]) -> list[Edge]:
 
 
 def _pairs(edge_scores: EdgeScores) -> list[tuple[Edge, float]]:
-    if hasattr(edge_scores, "edges") and not isinstance(edge_scores, (list, tuple)):
-        edge_scores = edge_scores.edges  # a MethodOutput or DiscoveryResult
+    items = getattr(edge_scores, "edges", edge_scores)  # a MethodOutput or DiscoveryResult, or scored pairs
     out = []
-    for item in edge_scores:
-        edge, score = (item.edge, item.score) if hasattr(item, "edge") else item
+    for item in items:
+        edge, score = (item.edge, item.score) if isinstance(item, ScoredEdge) else item
         out.append((edge, float(score) if score is not None else math.nan))
     return out
 

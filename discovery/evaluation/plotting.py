@@ -6,12 +6,13 @@ the function so that importing ``discovery.evaluation`` stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Optional, Union
 
 from discovery.errors import SettingsError
-from discovery.files import atomic_path
 from discovery.evaluation.curves import Curve
+from discovery.files import atomic_path
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 

@@ -14,8 +14,9 @@ difference), ``loss`` = loss(patched) - loss(current) (positive for an important
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Optional
 
 from discovery.errors import SettingsError
 from discovery.graph import Granularity

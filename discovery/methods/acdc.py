@@ -40,8 +40,8 @@ phase's layer are read from the cached clean run, since every edge into them is 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import Tensor

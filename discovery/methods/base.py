@@ -8,8 +8,9 @@ once, at the end.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -20,7 +21,7 @@ from discovery.results import ScoredEdge, ScoredNode
 Progress = Callable[[int, int], None]  # (done, total)
 
 
-def no_progress(done: int, total: int) -> None:  # noqa: ARG001 - the default callback ignores its arguments
+def no_progress(done: int, total: int) -> None:
     return None
 
 

@@ -47,12 +47,13 @@ circuit is cut by the one cut rule (``discovery.topology.cut``): dangling edges 
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
-from discovery.engine import Engine
+from discovery.engine import PatchingEngine
 from discovery.errors import SettingsError
 from discovery.graph import Edge, Granularity
 from discovery.methods.base import MethodOutput, Progress, edge_matrix, edge_scores, no_progress
@@ -166,7 +167,7 @@ def _input_gradients(setup: PatchSetup, tokens: Tensor, embed: Tensor, metric: M
     return [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(out.probes, grads)]
 
 
-def _accumulate(e: Engine, scores: Tensor, delta: Tensor, grads: list[Tensor], scale: float) -> None:
+def _accumulate(e: PatchingEngine, scores: Tensor, delta: Tensor, grads: list[Tensor], scale: float) -> None:
     """scores[:n_up, layer's destinations] += delta[:n_up] @ grads^T, one matmul per layer group."""
     S = delta.shape[0]
     flat = delta.reshape(S, -1).float()  # [S, b*P*d]

@@ -9,7 +9,7 @@ circuit lacks MLP 5; ``include_mlps=False``, this project's earlier variant, kee
 kept. Visit the candidates in an order; remove a candidate for good when the circuit without it still keeps at
 least ``threshold`` of the model's performance. Sweep again, in the order's second direction,
 until a sweep removes nothing: the result is a fixed point where every single remaining removal would fall
-below the threshold. Performance is the research plan's "% of the model": ``kept_fraction`` = m(C)/m(model)
+below the threshold. Performance is Lan et al.'s "% of the model": ``kept_fraction`` = m(C)/m(model)
 with the setup's metric (logit difference normally); with ``kl``, whose model value is 0, MIB's faithfulness
 (m(C) - m(empty)) / (m(model) - m(empty)) = 1 - KL(C)/KL(empty) is used instead. A node outside the circuit is
 ablated at its output, everywhere downstream (``PatchSetup.mask_from_nodes``); ``mean`` ablation is the paper's.
@@ -46,8 +46,9 @@ copy ablates (the engine's ``start_layer``), which makes the first backward swee
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Optional, Sequence
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -55,8 +56,8 @@ from torch import Tensor
 
 from discovery.errors import SettingsError
 from discovery.graph import Granularity, Node, NodeKind, head, mlp
-from discovery.names import KEPT_FRACTION, SHARES
 from discovery.methods.base import MethodOutput, Progress, no_progress
+from discovery.names import KEPT_FRACTION, SHARES
 from discovery.patching import PatchSetup
 from discovery.results import ScoredNode
 
@@ -348,9 +349,3 @@ def _extras(pruner: _Pruner, main: _Run, runs: dict[float, _Run], order_runs: li
         extras["orders"] = {"n": len(order_runs), "circuits": [summary(run)["nodes"] for run in order_runs],
                             "performance": [run.performance for run in order_runs]}
     return extras
-
-
-def describe(output: MethodOutput) -> str:
-    kept = [n for n in output.nodes if n.kept and n.node.kind is NodeKind.HEAD]
-    return f"node pruning kept {len(kept)} heads at {output.threshold:g} of the model's performance"
-

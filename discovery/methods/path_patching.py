@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Iterable, Optional, Union
+from collections.abc import Iterable
+from typing import Any, Optional, Union
 
 import torch
 
@@ -227,7 +228,7 @@ def _destinations(setup: PatchSetup, receivers: Iterable[Receiver]) -> list[tupl
             for inp in inputs or QKV:
                 if inp not in QKV:
                     raise SettingsError(f"a head's input is q, k or v, got {inp!r} for {node.key}")
-                dests.append((node, inp))  # type: ignore[arg-type]
+                dests.append((node, inp))
         else:
             if inputs and inputs != (None,):
                 raise SettingsError(f"only heads have q/k/v inputs: {node.key}.{inputs[0]}")

@@ -12,8 +12,8 @@ Registry: ``get_task(name)`` returns a built-in task or, for ``file:PATH.jsonl``
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from discovery.errors import TaskError
 
@@ -72,7 +72,7 @@ class Task(abc.ABC):
     max_n: int = 100_000
 
     @abc.abstractmethod
-    def prompts(self, n: int, seed: int, corruption: str) -> list[Prompt]:
+    def prompts(self, n: int, seed: int, corruption: str | None) -> list[Prompt]:
         """``n`` clean/corrupted pairs drawn with ``seed``; ``corruption`` is one of ``self.corruptions``."""
 
     def where(self, index: int) -> str:

@@ -13,9 +13,10 @@ the line number of the first bad line; the dataset builder's token checks name t
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any, Union
 
 from discovery.errors import TaskError
 from discovery.tasks.base import LOGIT_DIFF, Prompt, Task
@@ -81,7 +82,9 @@ class FileTask(Task):
         p = Path(self.path)
         if not p.is_file():
             raise TaskError(f"no prompts file {self.path!r}")
-        prompts, lines, wants_bos = [], [], set()
+        prompts: list[Prompt] = []
+        lines: list[int] = []
+        wants_bos: set[bool] = set()
         for number, text in enumerate(_read_lines(p), start=1):
             if not text.strip():
                 continue

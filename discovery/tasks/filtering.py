@@ -12,7 +12,8 @@ drawn are recorded on the dataset's spec (``filter``, ``size`` of ``drawn``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import torch
 from torch import Tensor

@@ -21,6 +21,7 @@ text cannot drift apart. The generator is seeded from its own namespace (``toy-t
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +49,8 @@ def mixture() -> list[tuple[Task, float]]:
         out: list[Task] = []
         for step in steps:
             for length in LENGTHS:
-                try:
+                with contextlib.suppress(ValueError):  # that step and length may not fit (months in steps of 3, 6 long)
                     out.append(SequenceTask(f"train-{name}", "", members, step=step, length=length))
-                except ValueError:  # that step and length do not fit (e.g. months in steps of 3, 6 long)
-                    pass
         return out
 
     family(seqs("digits", DIGITS, DIGIT_STEPS), 0.16)

@@ -14,15 +14,16 @@ carry information between positions, a model that reads context should fall to c
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from discovery.tasks.base import PROB_DIFF, list_tasks
 from discovery.results import DatasetSpec
+from discovery.tasks.base import PROB_DIFF, list_tasks
 from discovery.tasks.dataset import TaskDataset, build_dataset, content_hash
 from discovery.tasks.ioi import IOITask
 from discovery.tasks.sequences import DIGITS, SequenceTask
@@ -98,13 +99,13 @@ def attention_mean_ablated(model: Any, tokens: torch.Tensor) -> Iterator[None]:
     def first(output: Any) -> torch.Tensor:
         return output[0] if isinstance(output, tuple) else output
 
-    def recorder(layer: int):
+    def recorder(layer: int) -> Callable[[Any, Any, Any], None]:
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
             means[layer] = first(output).mean(dim=0, keepdim=True).detach()  # [1, pos, d_model]
 
         return hook
 
-    def replacer(layer: int):
+    def replacer(layer: int) -> Callable[[Any, Any, Any], Any]:
         def hook(_module: Any, _inputs: Any, output: Any) -> Any:
             out = first(output)
             mean = means[layer].expand_as(out)
@@ -141,8 +142,12 @@ def context_sequences(tokenizer: Any, n: int, seed: int) -> TaskDataset:
         build_dataset(SequenceTask(f"context{step:+d}", "", DIGITS, step=step), tokenizer, n=n, seed=seed)
         for step in CONTEXT_STEPS
     ]
-    cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
-    rows = lambda name: [[int(i) for i in row if i >= 0] for row in cat(name).tolist()]  # noqa: E731
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(p, name) for p in parts])
+
+    def rows(name: str) -> list[list[int]]:
+        return [[int(i) for i in row if i >= 0] for row in cat(name).tolist()]
+
     spec = DatasetSpec(
         task="context-steps",
         corruption="random",

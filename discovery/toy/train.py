@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -53,7 +54,7 @@ def deterministic(threads: int) -> Iterator[None]:
         torch.set_num_threads(old_threads)
 
 
-def make_model(cfg: ToyConfig, tokenizer):  # -> transformers.GPT2LMHeadModel
+def make_model(cfg: ToyConfig, tokenizer: Any) -> Any:  # a transformers.GPT2LMHeadModel
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
@@ -122,7 +123,7 @@ def train(
     return {"train_seconds": seconds, "final_loss": loss_avg}
 
 
-def save(model, tokenizer, out: Path, cfg: ToyConfig, stats: dict[str, float]) -> None:
+def save(model: Any, tokenizer: Any, out: Path, cfg: ToyConfig, stats: dict[str, float]) -> None:
     """Write an ordinary Hugging Face model folder (loadable by TransformerLens's bridge, like GPT-2's)."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))

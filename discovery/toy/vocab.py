@@ -10,6 +10,7 @@ Saved as ``tokenizer.json`` plus ``tokenizer_config.json``/``special_tokens_map.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from discovery.tasks.ioi import NAMES, OBJECTS, PLACES, TEMPLATES
 from discovery.tasks.seqcont import FIRST_NAMES, OBJECT_WORDS
@@ -39,16 +40,16 @@ def vocabulary() -> list[str]:
     """Every token, in id order: specials, numbers, number words, months, days, names, nouns, template words, and
     the object words and first names of Lan et al.'s templates."""
     vocab: list[str] = []
-    groups = (SPECIALS, NUMBERS, NUMWORDS, MONTHS, DAYS, NAMES, NOUNS, PLACES, OBJECTS, PUNCTUATION)
-    groups += (OBJECT_WORDS, FIRST_NAMES)
-    for group in (*groups[:-2], tuple(template_words()), *groups[-2:]):
+    groups: list[tuple[str, ...]] = [SPECIALS, NUMBERS, NUMWORDS, MONTHS, DAYS, NAMES, NOUNS, PLACES, OBJECTS,
+                                     PUNCTUATION, tuple(template_words()), OBJECT_WORDS, FIRST_NAMES]
+    for group in groups:
         for word in group:
             if word not in vocab:
                 vocab.append(word)
     return vocab
 
 
-def build_tokenizer(n_ctx: int):  # -> transformers.PreTrainedTokenizerFast
+def build_tokenizer(n_ctx: int) -> Any:  # a transformers.PreTrainedTokenizerFast
     """The toy tokenizer as a ``PreTrainedTokenizerFast`` (call ``save_pretrained(folder)`` to ship it)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast

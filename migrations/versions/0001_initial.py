@@ -1,23 +1,23 @@
 """Initial schema: models, tasks, datasets, runs, circuits, nodes, edges.
 
-JSON columns are ``catalog.models.SafeJSON`` in the models (nan-safe on write); in the database they are plain
+JSON columns are ``catalog.tables.SafeJSON`` in the models (nan-safe on write); in the database they are plain
 JSON, so the migration declares ``sa.JSON``.
 
 Revision ID: 0001_initial
-Revises: 
+Revises:
 Create Date: 2026-11-26
 
 A migration that moves data defines its own frozen copies of the tables it touches; never import
-catalog.models here, which changes after this file is written.
+catalog.tables here, which changes after this file is written.
 """
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = '0001_initial'
 down_revision: Union[str, None] = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from discovery.weights import GPT2Weights
-from tests.helpers import make_model_folder
 from tests.analysis.builders import (
     MEMBERS,
     N_TOK,
@@ -14,9 +13,10 @@ from tests.analysis.builders import (
     set_ov,
     set_type_head,
 )
+from tests.helpers import make_model_folder
 
 
-@pytest.fixture()
+@pytest.fixture
 def ov_weights() -> GPT2Weights:
     """Layer 1: head 0 maps token i to i+1 (successor), head 1 copies, head 2 suppresses the token it reads."""
     w = empty_weights(n_layers=2, n_heads=3)
@@ -26,7 +26,7 @@ def ov_weights() -> GPT2Weights:
     return w
 
 
-@pytest.fixture()
+@pytest.fixture
 def attention_weights() -> GPT2Weights:
     """Layer 0: head 0 a previous-token head, head 1 a type head (members), head 2 an n-2 head."""
     w = empty_weights(n_layers=1, n_heads=3)

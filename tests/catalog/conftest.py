@@ -7,8 +7,9 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, inspect, select, table, text
@@ -16,8 +17,8 @@ from sqlalchemy.engine import make_url
 
 import catalog.db as db
 from catalog.db import VERSION_TABLE, connect, head_revision, to_url
-from catalog.models import Base
 from catalog.records import EdgeRecord, NewCircuit, NodeRecord
+from catalog.tables import Base
 
 PG_ENV = "CIRCUITS_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 import pytest
@@ -14,8 +15,8 @@ from sqlalchemy import create_engine, text
 import catalog.db as db
 from catalog import queries
 from catalog.db import VERSION_TABLE, connect, head_revision, session_scope, to_url
-from catalog.models import Base
 from catalog.records import NewCircuit
+from catalog.tables import Base
 from cli.main import cli as circuits
 from cli.main import load_command
 from discovery.config import make_config

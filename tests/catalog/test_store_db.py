@@ -11,7 +11,7 @@ import catalog.db as db
 from catalog import queries
 from catalog.db import connect, head_revision, schema_state, session_scope, to_url
 from catalog.errors import BadDatabase, CatalogError, NotFound, SchemaMismatch
-from catalog.models import Base, Circuit
+from catalog.tables import Base, CircuitRow
 
 
 def test_fresh_database_gets_the_schema_stamped_at_head(db_url: str) -> None:
@@ -152,14 +152,20 @@ def test_session_scope_commits_on_success(engine: Engine, make_circuit) -> None:
 
 
 def test_session_scope_rolls_back_on_any_exception(engine: Engine, make_circuit) -> None:
-    with pytest.raises(KeyError):
+    def save_then_fail() -> None:
         with session_scope(engine) as s:
             queries.save_circuit(s, make_circuit())
             raise KeyError("boom")
-    with pytest.raises(NotFound):
+
+    def save_then_delete_unknown() -> None:
         with session_scope(engine) as s:
             queries.save_circuit(s, make_circuit("other"))
             queries.delete_circuit(s, "no such circuit")
+
+    with pytest.raises(KeyError):
+        save_then_fail()
+    with pytest.raises(NotFound):
+        save_then_delete_unknown()
     with session_scope(engine, read_only=True) as s:
         assert queries.count_circuits(s) == 0
 
@@ -168,10 +174,10 @@ def test_session_scope_turns_database_errors_into_one_line(engine: Engine, make_
     with session_scope(engine) as s:
         queries.save_circuit(s, make_circuit())
     with session_scope(engine) as s:
-        model_id = s.scalar(select(Circuit.model_id).where(Circuit.name == "tiny"))
+        model_id = s.scalar(select(CircuitRow.model_id).where(CircuitRow.name == "tiny"))
     with pytest.raises(CatalogError) as err:
         with session_scope(engine) as s:
-            s.add(Circuit(name="tiny", model_id=model_id, source="published", edges_known=False))
+            s.add(CircuitRow(name="tiny", model_id=model_id, source="published", edges_known=False))
     message = str(err.value)
     assert message.startswith("the catalog refused a write that breaks its rules:") and "\n" not in message
     assert type(err.value.__cause__).__name__ == "IntegrityError"

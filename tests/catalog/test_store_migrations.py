@@ -23,7 +23,7 @@ from catalog.db import (
     to_url,
     upgrade_schema,
 )
-from catalog.models import CATALOG_TABLES, Base
+from catalog.tables import CATALOG_TABLES, Base
 
 REPO = Path(__file__).resolve().parents[2]
 

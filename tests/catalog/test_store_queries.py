@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, func, select
 
 import catalog.circuits as circuits
 from catalog import queries
-from discovery.config import make_config
 from catalog.db import session_scope
 from catalog.errors import AlreadyExists, CatalogError, InvalidCircuit, NotFound
-from catalog.models import Edge, Node
 from catalog.records import EdgeRecord, NewCircuit, NodeRecord
+from catalog.tables import EdgeRow, NodeRow
+from discovery.config import make_config
 from discovery.graph import ComponentGraph, ModelShape
 
 NewFactory = Callable[..., NewCircuit]
@@ -212,8 +213,8 @@ def test_delete_removes_the_circuit_with_its_rows(engine: Engine, make_circuit: 
             queries.delete_circuit(s, "drop")
     with session_scope(engine, read_only=True) as s:
         assert [c.name for c in queries.list_circuits(s)] == ["keep"]
-        assert s.scalar(select(func.count()).select_from(Edge)) == 5
-        assert s.scalar(select(func.count()).select_from(Node)) == 5
+        assert s.scalar(select(func.count()).select_from(EdgeRow)) == 5
+        assert s.scalar(select(func.count()).select_from(NodeRow)) == 5
 
 
 def test_recut_thresholds_stored_scores(engine: Engine, make_circuit: NewFactory) -> None:

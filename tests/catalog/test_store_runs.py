@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine
 
 from catalog import queries
-from catalog.db import session_scope
 from catalog.api import Catalog
+from catalog.db import session_scope
 from catalog.errors import AlreadyExists, CatalogError, InvalidCircuit, NotFound
 from discovery.config import make_config
 from discovery.graph import ComponentGraph, Granularity, ModelShape, head, mlp

@@ -12,7 +12,7 @@ from cli.main import cli
 from discovery.errors import SettingsError
 
 
-@pytest.fixture()
+@pytest.fixture
 def db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'c.db'}"
 

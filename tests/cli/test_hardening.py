@@ -43,14 +43,14 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
 
 
-@pytest.fixture()
+@pytest.fixture
 def catalog(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'c.db'}"
     assert run("reference", "import", "ioi-wang2022", "digits-lan2023", "--db", url).exit_code == 0
     return url
 
 
-@pytest.fixture()
+@pytest.fixture
 def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings must be refused before any model is loaded: loading one fails the test."""
     import discovery.models

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 from catalog.records import CircuitRecord, EdgeRecord, NodeRecord
 

@@ -21,6 +21,6 @@ def tiny_model(tiny_folder: Path):
     return load_model(str(tiny_folder))
 
 
-@pytest.fixture()
+@pytest.fixture
 def dataset() -> SyntheticDataset:
     return synthetic_dataset()

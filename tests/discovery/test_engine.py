@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from discovery import hooks
-from discovery.engine import Engine
+from discovery.engine import PatchingEngine
 from discovery.graph import Edge, head, mlp
 from discovery.patching import prepare, weights_for
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model) -> Engine:
-    return Engine(weights_for(tiny_model))
+def engine(tiny_model) -> PatchingEngine:
+    return PatchingEngine(weights_for(tiny_model))
 
 
 def test_plain_forward_matches_bridge_logits(engine, tiny_model, dataset) -> None:
@@ -71,7 +71,7 @@ def test_one_edge_patch_matches_a_bridge_hook(tiny_model, dataset) -> None:
     _, corrupt_cache = bridge.run_with_cache(dataset.corrupted)
     swap = corrupt_cache[hooks.attn_result(0)][:, :, 1] - clean_cache[hooks.attn_result(0)][:, :, 1]
 
-    def edit(x: torch.Tensor, hook) -> torch.Tensor:  # noqa: ANN001 - TransformerLens passes its HookPoint
+    def edit(x: torch.Tensor, hook) -> torch.Tensor:
         x = x.clone()
         x[:, :, 2] += swap
         return x
@@ -105,7 +105,7 @@ def test_node_mask_ablates_a_whole_node(tiny_model, dataset) -> None:
 
 
 def test_probes_give_input_gradients(tiny_model, dataset) -> None:
-    engine = Engine(weights_for(tiny_model))
+    engine = PatchingEngine(weights_for(tiny_model))
     out = engine.forward(dataset.clean, probes=True)
     out.logits.sum().backward()
     assert len(out.probes) == 2 * engine.L + 1

@@ -6,12 +6,12 @@ the weights are drawn directly, which keeps every fixture well under a second.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import torch
 
-from discovery.engine import Engine
+from discovery.engine import PatchingEngine
 from discovery.patching import PatchSetup, prepare_from_engine
 from discovery.weights import GPT2Weights
 from tests.helpers import SyntheticDataset
@@ -54,7 +54,7 @@ def make_setup(
     n_prompts: int = 10,
 ) -> PatchSetup:
     """A setup whose answers are the clean model's top tokens (so its logit difference is clearly positive)."""
-    engine = Engine(random_weights(n_layers, n_heads, seed=seed))
+    engine = PatchingEngine(random_weights(n_layers, n_heads, seed=seed))
     clean, corrupted = synthetic_prompts(n_prompts, seed=seed)
     with torch.no_grad():
         logits = engine.forward(clean).logits[0]  # [B, V]
@@ -64,7 +64,7 @@ def make_setup(
     return prepare_from_engine(engine, data.clean, data.corrupted, data, metric=metric, ablation=ablation)
 
 
-@pytest.fixture()
+@pytest.fixture
 def setup() -> PatchSetup:
     return make_setup()
 

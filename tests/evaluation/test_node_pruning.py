@@ -29,10 +29,10 @@ def reference_prune(setup: PatchSetup, threshold: float, order: str, include_mlp
     while True:
         removed = 0
         for node in sweeps[i % 2]:
-            if node in circuit and (include_mlps or node.kind is NodeKind.HEAD):
-                if performance(circuit - {node}) >= threshold:
-                    circuit.discard(node)
-                    removed += 1
+            candidate = node in circuit and (include_mlps or node.kind is NodeKind.HEAD)
+            if candidate and performance(circuit - {node}) >= threshold:
+                circuit.discard(node)
+                removed += 1
         i += 1
         if not removed:
             return circuit

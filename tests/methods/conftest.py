@@ -23,6 +23,6 @@ def random_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return load_model(str(make_model_folder(tmp_path_factory.mktemp("tiny-gpt2"))))
 
 
-@pytest.fixture()
+@pytest.fixture
 def random_dataset() -> Any:
     return synthetic_dataset()

@@ -9,13 +9,13 @@ import torch
 
 from discovery.errors import SettingsError
 from discovery.methods.base import edge_matrix
-from discovery.topology import connected_core, is_connected
 from discovery.methods.eap import attribution_scores, eap, eap_ig
 from discovery.metrics import faithfulness, kept_fraction
 from discovery.patching import PatchSetup, prepare
+from discovery.topology import connected_core, is_connected
 
 
-@pytest.fixture()
+@pytest.fixture
 def setup(random_model, random_dataset) -> PatchSetup:
     return prepare(random_model, random_dataset)
 

@@ -12,7 +12,7 @@ from discovery.methods.path_patching import path_effects, path_patching
 from discovery.patching import PatchSetup, prepare
 
 
-@pytest.fixture()
+@pytest.fixture
 def setup(random_model, random_dataset) -> PatchSetup:
     return prepare(random_model, random_dataset)
 

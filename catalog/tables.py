@@ -1,4 +1,5 @@
-"""The catalog's tables, as SQLAlchemy 2 typed models. Rows never leave ``catalog/``: callers get records.
+"""The catalog's tables, as SQLAlchemy 2 typed models (``...Row`` classes). Rows never leave ``catalog/``: callers
+get records (``catalog.records``).
 
 Conventions kept by every table:
 
@@ -40,6 +41,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from discovery.jsonvalues import from_json, to_json
 
 # Deterministic constraint names, so autogenerate and batch migrations on SQLite can name what they alter.
 NAMING_CONVENTION = {
@@ -90,26 +93,6 @@ def decode_score(value: Optional[float], kind: Optional[int]) -> Optional[float]
     return float(value) if value is not None else None
 
 
-def _to_json(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
-    if isinstance(value, dict):
-        return {str(k): _to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_json(v) for v in value]
-    return value
-
-
-def _from_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        if len(value) == 1 and "$float" in value:
-            return float(value["$float"])
-        return {k: _from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
-
-
 class SafeJSON(TypeDecorator[Any]):
     """JSON that round-trips nan and +-inf (see the module docstring)."""
 
@@ -117,17 +100,17 @@ class SafeJSON(TypeDecorator[Any]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        return None if value is None else _to_json(value)
+        return None if value is None else to_json(value, style="marker")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        return None if value is None else _from_json(value)
+        return None if value is None else from_json(value)
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Model(Base):
+class ModelRow(Base):
     """A model as the catalog knows it. Published circuits may name a model with nothing else known yet;
     a run fills in the rest. ``name`` is what users type (``gpt2``), ``source`` the hub id or folder."""
 
@@ -149,7 +132,7 @@ class Model(Base):
     flags: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
 
 
-class Task(Base):
+class TaskRow(Base):
     __tablename__ = "task"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,7 +140,7 @@ class Task(Base):
     description: Mapped[Optional[str]] = mapped_column(Text)
 
 
-class Dataset(Base):
+class DatasetRow(Base):
     """A task's prompts, identified by the sha256 of their token ids (never Python's ``hash()``)."""
 
     __tablename__ = "dataset"
@@ -171,13 +154,13 @@ class Dataset(Base):
     seed: Mapped[int] = mapped_column(Integer)
     seq_len: Mapped[Optional[int]] = mapped_column(Integer)
 
-    task: Mapped[Task] = relationship()
+    task: Mapped[TaskRow] = relationship()
 
 
 RUN_STATUS_CHECK = "status IN ('running', 'succeeded', 'failed', 'interrupted')"
 
 
-class Run(Base):
+class RunRow(Base):
     """One discovery run. ``model_snapshot`` keeps the ModelSpec's library versions and flags as they were
     for this run, since the model row holds only the first-seen ones and they change what the scores mean."""
 
@@ -201,15 +184,15 @@ class Run(Base):
     task_id: Mapped[Optional[int]] = mapped_column(ForeignKey("task.id", ondelete="SET NULL"))
     dataset_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dataset.id", ondelete="SET NULL"))
 
-    model: Mapped[Model] = relationship()
-    task: Mapped[Optional[Task]] = relationship()
-    dataset: Mapped[Optional[Dataset]] = relationship()
+    model: Mapped[ModelRow] = relationship()
+    task: Mapped[Optional[TaskRow]] = relationship()
+    dataset: Mapped[Optional[DatasetRow]] = relationship()
 
 
 CIRCUIT_SOURCE_CHECK = "source IN ('discovered', 'published', 'imported')"
 
 
-class Circuit(Base):
+class CircuitRow(Base):
     """A circuit. ``n_nodes``/``n_edges`` count its kept nodes and edges, stored at save time (circuits never
     change membership after) so listing a thousand circuits never scans millions of edge rows."""
 
@@ -233,11 +216,11 @@ class Circuit(Base):
     n_edges: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)  # naive UTC
 
-    model: Mapped[Model] = relationship()
-    task: Mapped[Optional[Task]] = relationship()
+    model: Mapped[ModelRow] = relationship()
+    task: Mapped[Optional[TaskRow]] = relationship()
 
 
-class Node(Base):
+class NodeRow(Base):
     """A component of a circuit, by canonical key (``a9.1``); layer/head are NULL for embed and logits."""
 
     __tablename__ = "node"
@@ -263,7 +246,7 @@ class Node(Base):
 EDGE_INPUT_CHECK = "input IN ('', 'q', 'k', 'v')"
 
 
-class Edge(Base):
+class EdgeRow(Base):
     """An edge of a circuit, kept or only scored. ``input`` is '' (no head input) or q/k/v: see the module doc."""
 
     __tablename__ = "edge"

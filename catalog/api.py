@@ -16,6 +16,9 @@ while a method runs for minutes.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Optional
@@ -28,8 +31,11 @@ from catalog.db import catalog_exists, connect, session_scope
 from catalog.errors import AlreadyExists, CatalogError
 from catalog.records import CircuitRecord, CircuitSummary, RunRecord
 from catalog.validate import check_name
-from discovery.config import RunConfig
+from discovery.config import RunConfig, job_key
 from discovery.results import DatasetSpec, DiscoveryResult, ModelSpec
+
+HEARTBEAT_S = 30.0  # how often a running run says it is alive
+LOST_AFTER_S = 300.0  # how long a silent running run waits before it is marked lost (ten missed beats)
 
 
 class Catalog:
@@ -40,6 +46,7 @@ class Catalog:
     def __init__(self, url: str = "sqlite:///circuits.db", *, mode: str = "create", engine: Optional[Engine] = None):
         self.url, self.mode = url, mode
         self._engine = engine
+        self._heartbeats: dict[int, Heartbeat] = {}
         if engine is None and not (mode == "create" and not catalog_exists(url)):
             self._engine = connect(url, mode=mode)  # an existing catalog is opened (and checked) at once
 
@@ -57,6 +64,8 @@ class Catalog:
         self.close()
 
     def close(self) -> None:
+        for run_id in list(self._heartbeats):
+            self._stop_heartbeat(run_id)
         if self._engine is not None:
             self._engine.dispose()
 
@@ -89,24 +98,65 @@ class Catalog:
             if queries.find_circuit_id(s, name) is not None:
                 raise AlreadyExists(f"a circuit named {name!r} already exists; choose another name")
 
-    def start(self, config: RunConfig, model: ModelSpec, dataset: DatasetSpec) -> int:
+    def start(self, config: RunConfig, model: ModelSpec, dataset: DatasetSpec, *,
+              sweep_id: Optional[int] = None) -> int:
+        """Record the run (with its job key) and keep its heartbeat going until it finishes or fails."""
         from discovery.run import code_version
 
+        version = code_version()
+        key = job_key(config, model.weights_hash, dataset.content_hash, version)
         with self.session() as s:
-            return queries.start_run(s, config, model, dataset, code_version()).id
+            run_id = queries.start_run(s, config, model, dataset, version, job_key=key, sweep_id=sweep_id).id
+        self._heartbeats[run_id] = Heartbeat(self, run_id)
+        return run_id
 
     def finish(self, run_id: int, result: DiscoveryResult, name: Optional[str]) -> CircuitRecord:
+        self._stop_heartbeat(run_id)
         name = name or default_name(result, run_id)
         with self.session() as s:
             return queries.save_result(s, run_id, result, name)
 
     def fail(self, run_id: int, status: str, error: str) -> None:
         """Record how a run ended without masking the exception that ended it."""
+        self._stop_heartbeat(run_id)
         try:
             with self.session() as s:
                 queries.fail_run(s, run_id, status, error)
         except CatalogError:
             pass
+
+    def heartbeat(self, run_id: int) -> None:
+        with self.session() as s:
+            queries.heartbeat(s, run_id)
+
+    def mark_lost(self, silent_for: dt.timedelta = dt.timedelta(seconds=LOST_AFTER_S)) -> list[int]:
+        """Mark ``lost`` the running runs whose heartbeat stopped (``catalog.runs.mark_lost``)."""
+        with self.session() as s:
+            return queries.mark_lost(s, silent_for)
+
+    def _stop_heartbeat(self, run_id: int) -> None:
+        beat = self._heartbeats.pop(run_id, None)
+        if beat is not None:
+            beat.stop()
+
+
+class Heartbeat:
+    """A daemon thread renewing a running run's heartbeat every ``HEARTBEAT_S`` until stopped. If the process is
+    killed (SIGKILL, a lost node) the beats stop, and the run is marked lost ``LOST_AFTER_S`` later."""
+
+    def __init__(self, catalog: Catalog, run_id: int, every: float = HEARTBEAT_S):
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(catalog, run_id, every), daemon=True,
+                                        name=f"heartbeat-run-{run_id}")
+        self._thread.start()
+
+    def _beat(self, catalog: Catalog, run_id: int, every: float) -> None:
+        while not self._stopped.wait(every):
+            with contextlib.suppress(CatalogError):  # a busy or unreachable database: the next beat tries again
+                catalog.heartbeat(run_id)
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def default_name(result: DiscoveryResult, run_id: int) -> str:

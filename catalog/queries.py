@@ -22,7 +22,18 @@ from catalog.circuits import (
     set_node_attributes,
     set_role,
 )
-from catalog.runs import fail_run, find_run, finish_run, get_run, list_runs, save_result, start_run
+from catalog.runs import (
+    fail_run,
+    find_run,
+    find_succeeded_run,
+    finish_run,
+    get_run,
+    heartbeat,
+    list_runs,
+    mark_lost,
+    save_result,
+    start_run,
+)
 
 __all__ = [
     "circuits_holding",
@@ -32,6 +43,9 @@ __all__ = [
     "find_circuit_id",
     "find_model_shape",
     "find_run",
+    "find_succeeded_run",
+    "heartbeat",
+    "mark_lost",
     "fail_run",
     "finish_run",
     "get_circuit",

@@ -14,7 +14,7 @@ from typing import Any, Optional, Protocol
 from discovery.graph import Edge, NodeKind, edge_key, parse_destination, parse_node
 
 SOURCES = ("discovered", "published", "imported")
-RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted", "lost")
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,8 @@ class CircuitSummary:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One discovery run, from ``running`` to ``succeeded``/``failed``/``interrupted``."""
+    """One discovery run, from ``running`` to ``succeeded``/``failed``/``interrupted``, or ``lost`` when its
+    worker stopped renewing its heartbeat (killed, node lost) without saying how it ended."""
 
     id: int
     method: str
@@ -229,3 +230,27 @@ class RunRecord:
     error: Optional[str] = None
     dataset_hash: Optional[str] = None
     circuit_names: tuple[str, ...] = ()
+    job_key: Optional[str] = None
+    heartbeat_at: Optional[dt.datetime] = None
+    sweep_id: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One kept evaluation of a circuit: what it was measured on (model, task, dataset, metric, ablation, level,
+    ``settings``: corruption, positions, prompts, seed) and the figures (``results``: the metric value,
+    kept_fraction, faithfulness, KL, accuracy, per-prompt spread)."""
+
+    id: int
+    circuit: str
+    eval_key: str
+    model: str
+    task: str
+    dataset_hash: Optional[str]
+    metric: str
+    ablation: str
+    level: str
+    settings: Mapping[str, Any]
+    results: Mapping[str, Any]
+    code_version: Optional[str]
+    created_at: dt.datetime

@@ -16,9 +16,10 @@ visible to readers only once its transaction commits, so nobody sees a half-writ
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Optional
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from catalog.circuits import get_or_create, model_row, save_circuit, task_row
@@ -40,11 +41,15 @@ def start_run(
     model: ModelSpec,
     dataset: Optional[DatasetSpec] = None,
     code_version: Optional[str] = None,
+    *,
+    job_key: Optional[str] = None,
+    sweep_id: Optional[int] = None,
 ) -> RunRecord:
-    """Record a run as ``running`` with its whole configuration. The model is matched by name; its sizes and
-    weights hash must agree with what the catalog already holds under that name (else ``CatalogError``: a
-    different model needs another name). The spec's library versions and flags are kept with the run, as they
-    were for it; so is what the dataset's correctness filter kept."""
+    """Record a run as ``running`` with its whole configuration and a first heartbeat. The model is matched by
+    name; its sizes and weights hash must agree with what the catalog already holds under that name (else
+    ``CatalogError``: a different model needs another name). The spec's library versions and flags are kept with
+    the run, as they were for it; so is what the dataset's correctness filter kept. ``job_key``
+    (``discovery.config.job_key``) is what sweeps deduplicate by."""
     if dataset is not None and dataset.task != config.task:
         raise CatalogError(f"run's task {config.task!r} differs from its dataset's task {dataset.task!r}")
     settings = config.as_dict()
@@ -59,7 +64,10 @@ def start_run(
         dtype=config.dtype,
         code_version=code_version,
         started_at=utc_now(),
+        heartbeat_at=utc_now(),
         status="running",
+        job_key=job_key,
+        sweep_id=sweep_id,
         model_snapshot={"source": model.source, "versions": dict(model.versions), "flags": dict(model.flags)},
         model=_model_from_spec(session, model),
         task=task_row(session, config.task),
@@ -151,6 +159,32 @@ def _node(key: str, scored: Any, kept: bool) -> NodeRecord:
     return NodeRecord.from_key(key, score=scored.score, kept=kept, attributes=dict(scored.attributes))
 
 
+def heartbeat(session: Session, run_id: int) -> None:
+    """Renew a running run's heartbeat (its worker is alive); a run that finished is left as it is."""
+    session.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == "running")
+                    .values(heartbeat_at=utc_now()))
+
+
+def mark_lost(session: Session, silent_for: dt.timedelta) -> list[int]:
+    """Mark ``lost`` every running run whose heartbeat (or start, for runs from before heartbeats) is older than
+    ``silent_for``: its worker was killed or its node lost without saying how the run ended. Returns their ids."""
+    cutoff = utc_now() - silent_for
+    stale = select(RunRow.id).where(RunRow.status == "running",
+                                    func.coalesce(RunRow.heartbeat_at, RunRow.started_at) < cutoff)
+    ids = list(session.scalars(stale))
+    if ids:
+        session.execute(update(RunRow).where(RunRow.id.in_(ids), RunRow.status == "running").values(
+            status="lost", finished_at=utc_now(), error=f"no heartbeat for {silent_for.total_seconds():.0f} s"))
+    return ids
+
+
+def find_succeeded_run(session: Session, job_key: str) -> Optional[RunRecord]:
+    """The latest run with this job key that succeeded (and so saved its circuit), or None."""
+    run = session.scalars(select(RunRow).where(RunRow.job_key == job_key, RunRow.status == "succeeded")
+                          .order_by(RunRow.id.desc())).first()
+    return None if run is None else _run_record(run, _circuit_names(session, [run.id]).get(run.id, ()))
+
+
 def fail_run(session: Session, run_id: int, status: str, error: str) -> None:
     """Mark a still-running run failed or interrupted (a run that already finished is left as it is)."""
     if _run_row(session, run_id).status == "running":
@@ -218,6 +252,9 @@ def _run_record(run: RunRow, circuit_names: tuple[str, ...]) -> RunRecord:
         error=run.error,
         dataset_hash=run.dataset.content_hash if run.dataset else None,
         circuit_names=circuit_names,
+        job_key=run.job_key,
+        heartbeat_at=run.heartbeat_at,
+        sweep_id=run.sweep_id,
     )
 
 

@@ -55,6 +55,7 @@ NAMING_CONVENTION = {
 
 NAME_LEN = 200
 KEY_LEN = 32
+KEY_HASH_LEN = 64  # a sha256 in hex
 
 
 def utc_now() -> dt.datetime:
@@ -157,7 +158,7 @@ class DatasetRow(Base):
     task: Mapped[TaskRow] = relationship()
 
 
-RUN_STATUS_CHECK = "status IN ('running', 'succeeded', 'failed', 'interrupted')"
+RUN_STATUS_CHECK = "status IN ('running', 'succeeded', 'failed', 'interrupted', 'lost')"
 
 
 class RunRow(Base):
@@ -183,6 +184,12 @@ class RunRow(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("model.id", ondelete="RESTRICT"), index=True)
     task_id: Mapped[Optional[int]] = mapped_column(ForeignKey("task.id", ondelete="SET NULL"))
     dataset_id: Mapped[Optional[int]] = mapped_column(ForeignKey("dataset.id", ondelete="SET NULL"))
+    # The job key: sha256 over the resolved configuration, the model's weights hash, the dataset's content hash
+    # and the code version; a sweep skips a job whose key already succeeded (``catalog.sweeps``).
+    job_key: Mapped[Optional[str]] = mapped_column(String(KEY_HASH_LEN), index=True)
+    # Naive UTC; a running run's worker renews it, and a run whose heartbeat stopped is marked lost.
+    heartbeat_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    sweep_id: Mapped[Optional[int]] = mapped_column(ForeignKey("sweep.id", ondelete="SET NULL"), index=True)
 
     model: Mapped[ModelRow] = relationship()
     task: Mapped[Optional[TaskRow]] = relationship()
@@ -215,6 +222,8 @@ class CircuitRow(Base):
     n_nodes: Mapped[int] = mapped_column(Integer, default=0)
     n_edges: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)  # naive UTC
+    # Circuits found together to be compared as one (a stability study's resamples): the group's name.
+    group_name: Mapped[Optional[str]] = mapped_column(String(NAME_LEN), index=True)
 
     model: Mapped[ModelRow] = relationship()
     task: Mapped[Optional[TaskRow]] = relationship()
@@ -269,5 +278,64 @@ class EdgeRow(Base):
     score_kind: Mapped[Optional[int]] = mapped_column(SmallInteger)
     kept: Mapped[bool] = mapped_column(Boolean)
 
+
+SWEEP_JOB_STATUS_CHECK = "status IN ('pending', 'running', 'succeeded', 'failed', 'skipped')"
+
+
+class SweepRow(Base):
+    """A grid of discovery runs launched as one (``circuits sweep run SPEC``): its name and the spec it expands."""
+
+    __tablename__ = "sweep"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)  # naive UTC
+
+
+class SweepJobRow(Base):
+    """One configuration of a sweep, by its job key; ``run_id`` is the run that did it (the last attempt)."""
+
+    __tablename__ = "sweep_job"
+    __table_args__ = (UniqueConstraint("sweep_id", "job_key"), CheckConstraint(SWEEP_JOB_STATUS_CHECK, name="status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweep.id", ondelete="CASCADE"))
+    job_key: Mapped[str] = mapped_column(String(KEY_HASH_LEN), index=True)
+    name: Mapped[Optional[str]] = mapped_column(String(NAME_LEN))  # the circuit's name
+    config: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)  # naive UTC
+
+
+class EvaluationRow(Base):
+    """One measurement of a circuit on a model and task (``circuits evaluate``), kept so that a question asked
+    twice reads instead of rerunning. ``eval_key`` is sha256 over everything that determines the values (the
+    circuit's content, model weights, dataset hash, metric, ablation, positions, level, code version)."""
+
+    __tablename__ = "evaluation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    circuit_id: Mapped[int] = mapped_column(ForeignKey("circuit.id", ondelete="CASCADE"), index=True)
+    eval_key: Mapped[str] = mapped_column(String(KEY_HASH_LEN), unique=True)
+    model_name: Mapped[str] = mapped_column(String(NAME_LEN))
+    task_name: Mapped[str] = mapped_column(String(NAME_LEN))
+    dataset_hash: Mapped[Optional[str]] = mapped_column(String(128))
+    metric: Mapped[str] = mapped_column(String(NAME_LEN))
+    ablation: Mapped[str] = mapped_column(String(NAME_LEN))
+    level: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)  # corruption, positions, n, seed, ...
+    results: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)  # value, kept_fraction, faithfulness, ...
+    code_version: Mapped[Optional[str]] = mapped_column(String(NAME_LEN))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)  # naive UTC
+
+
+# Catalog-scale questions (which circuits hold these edges, which are most like this one) look kept edges up by
+# their endpoints across every circuit: an index over exactly the kept ones (migration 0002).
+KEPT_EDGE_INDEX = Index("ix_edge_kept_src_dst_input", EdgeRow.src, EdgeRow.dst, EdgeRow.input, EdgeRow.circuit_id,
+                        sqlite_where=text("kept = 1"), postgresql_where=text("kept = true"))
 
 CATALOG_TABLES = tuple(Base.metadata.tables)

@@ -190,3 +190,11 @@ def check_model_name(model: str) -> str:
         raise SettingsError(f"--model: a model's name (or folder) may have at most {NAME_LEN} characters, "
                             f"got {len(model)}")
     return model
+
+
+def job_key(config: RunConfig, weights_hash: Optional[str], dataset_hash: Optional[str], code_version: str) -> str:
+    """What a run is, whoever runs it and wherever: sha256 over the configuration's key (everything but the
+    device), the model's weights hash, the dataset's content hash and the code version. Two runs with one job key
+    give the same circuit; a sweep skips a job whose key already succeeded."""
+    payload = {"config": config.key, "weights": weights_hash, "dataset": dataset_hash, "code": code_version}
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()

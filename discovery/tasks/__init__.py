@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from discovery.tasks.base import LOGIT_DIFF, METRICS, PROB_DIFF, Prompt, Task, get_task, list_tasks, task_names
+from discovery.tasks.base import LOGIT_DIFF, PROB_DIFF, Prompt, Task, get_task, list_tasks, task_names
 from discovery.tasks.filetask import FileTask, export_jsonl
 from discovery.tasks.tokenizer import load_tokenizer
 
 __all__ = [
     "LOGIT_DIFF",
-    "METRICS",
     "PROB_DIFF",
     "FileTask",
     "Prompt",

@@ -19,7 +19,6 @@ from discovery.errors import TaskError
 
 LOGIT_DIFF = "logit-diff"
 PROB_DIFF = "prob-diff"
-METRICS = (LOGIT_DIFF, PROB_DIFF)
 
 
 @dataclass(frozen=True)

@@ -95,3 +95,61 @@ def test_the_developers_alembic_ini_points_at_the_same_migrations(tmp_path: Path
     state = schema_state(url)
     assert (state.revision, state.status) == (head_revision(), "current")
     assert VERSION_TABLE in _tables(url) and "alembic_version" not in _tables(url)
+
+
+def _populate_0001(url: str) -> None:
+    """Rows as a 0001 catalog holds them, written with plain SQL (today's models have columns 0001 lacks)."""
+    from sqlalchemy import text
+
+    raw = create_engine(to_url(url))
+    with raw.begin() as conn:
+        conn.execute(text("INSERT INTO model (id, name, versions, flags) VALUES (1, 'toy', '{}', '{}')"))
+        conn.execute(text("INSERT INTO task (id, name) VALUES (1, 'digits')"))
+        conn.execute(text("INSERT INTO run (id, method, settings, started_at, status, model_snapshot, model_id, "
+                          "task_id) VALUES (1, 'acdc', '{\"threshold\": 0.01}', '2026-11-26 10:00:00', 'failed', "
+                          "'{}', 1, 1)"))
+        conn.execute(text("INSERT INTO circuit (id, name, model_id, task_id, source, performance, metadata, "
+                          "edges_known, n_nodes, n_edges, created_at, run_id) VALUES (1, 'old', 1, 1, 'discovered', "
+                          "'{}', '{}', true, 3, 2, '2026-11-26 10:00:00', 1)"))
+        for i, (key, kind) in enumerate([("embed", "embed"), ("a0.1", "head"), ("logits", "logits")]):
+            conn.execute(text("INSERT INTO node (id, circuit_id, key, kind, kept, attributes) VALUES "
+                              f"({i + 1}, 1, '{key}', '{kind}', true, '{{}}')"))
+        for i, (src, dst, inp, kept) in enumerate([("embed", "a0.1", "q", True), ("a0.1", "logits", "", True),
+                                                   ("embed", "logits", "", False)]):
+            conn.execute(text("INSERT INTO edge (id, circuit_id, src, dst, input, score, score_kind, kept) VALUES "
+                              f"({i + 1}, 1, '{src}', '{dst}', '{inp}', 0.5, 0, {str(kept).lower()})"))
+    raw.dispose()
+
+
+def test_upgrading_a_populated_0001_catalog_keeps_its_data(db_url: str) -> None:
+    from sqlalchemy import text
+
+    upgrade_schema(db_url, "0001_initial")
+    _populate_0001(db_url)
+    before, after = upgrade_schema(db_url)
+    assert (before.revision, after.revision) == ("0001_initial", head_revision())
+    assert _diff(db_url) == []
+    engine = connect(db_url, mode="read")
+    with session_scope(engine, read_only=True) as s:
+        old = queries.get_circuit(s, "old")
+        [run] = queries.list_runs(s)
+    engine.dispose()
+    assert [e.key for e in old.kept_edges] == ["embed->a0.1.q", "a0.1->logits"] and len(old.edges) == 3
+    assert (run.status, run.settings) == ("failed", {"threshold": 0.01})
+    raw = create_engine(to_url(db_url))
+    with raw.begin() as conn:
+        conn.execute(text("UPDATE run SET status = 'lost', heartbeat_at = '2026-11-29 10:00:00' WHERE id = 1"))
+        conn.execute(text("INSERT INTO sweep (id, name, spec, created_at) VALUES (1, 's', '{}', '2026-11-29')"))
+        conn.execute(text("INSERT INTO evaluation (circuit_id, eval_key, model_name, task_name, metric, ablation, "
+                          "level, settings, results, created_at) VALUES (1, 'k', 'toy', 'digits', 'logit-diff', "
+                          "'mean', 'edges', '{}', '{}', '2026-11-29')"))
+        indexes = {ix["name"] for ix in inspect(conn).get_indexes("edge")}
+    raw.dispose()
+    assert "ix_edge_kept_src_dst_input" in indexes
+    downgrade_schema(db_url, "0001_initial")  # and back: a lost run becomes interrupted, the rest stays
+    raw = create_engine(to_url(db_url))
+    with raw.connect() as conn:
+        assert conn.execute(text("SELECT status FROM run")).scalars().all() == ["interrupted"]
+        assert conn.execute(text("SELECT count(*) FROM edge")).scalar() == 3
+        assert not {"sweep", "sweep_job", "evaluation"} & set(inspect(conn).get_table_names())
+    raw.dispose()

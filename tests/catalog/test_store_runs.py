@@ -3,16 +3,18 @@ visibility."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from catalog import queries
 from catalog.api import Catalog
 from catalog.db import session_scope
 from catalog.errors import AlreadyExists, CatalogError, InvalidCircuit, NotFound
+from catalog.tables import RunRow
 from discovery.config import make_config
 from discovery.graph import ComponentGraph, Granularity, ModelShape, head, mlp
 from discovery.results import DatasetSpec, DiscoveryResult, ModelSpec, ScoredEdge, ScoredNode
@@ -184,3 +186,28 @@ def test_a_circuit_is_invisible_to_other_readers_until_its_save_commits(engine: 
     with session_scope(engine, read_only=True) as reader:
         assert queries.find_circuit(reader, "pending") is not None
         assert queries.get_run(reader, run.id).status == "succeeded"
+
+
+def test_a_silent_running_run_is_marked_lost_and_a_succeeded_job_is_found_by_its_key(engine: Engine) -> None:
+    catalog = Catalog(engine=engine)
+    done = catalog.start(_config(), MODEL, DATA)
+    catalog.finish(done, _edge_result(), None)
+    alive = catalog.start(_config(), MODEL, DATA)
+    with session_scope(engine) as s:
+        silent = queries.start_run(s, _config(), MODEL, DATA, "abc123", job_key="k-silent").id
+        s.execute(update(RunRow).where(RunRow.id == silent)
+                  .values(heartbeat_at=dt.datetime(2000, 1, 1), started_at=dt.datetime(2000, 1, 1)))
+    catalog.heartbeat(alive)
+    assert catalog.mark_lost(dt.timedelta(minutes=5)) == [silent]  # the finished run and the beating one stay
+    runs = {r.id: r for r in catalog.runs()}
+    assert (runs[silent].status, runs[alive].status, runs[done].status) == ("lost", "running", "succeeded")
+    assert "no heartbeat" in (runs[silent].error or "")
+    catalog.heartbeat(silent)  # a late beat from a lost worker does not revive its run
+    assert {r.id: r.status for r in catalog.runs()}[silent] == "lost"
+    with session_scope(engine, read_only=True) as s:
+        key = runs[done].job_key
+        assert key is not None and key == runs[alive].job_key  # one configuration, one key
+        found = queries.find_succeeded_run(s, key)
+        assert found is not None and found.id == done
+        assert queries.find_succeeded_run(s, "k-silent") is None
+    catalog.close()

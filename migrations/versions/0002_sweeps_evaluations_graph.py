@@ -1,0 +1,124 @@
+"""Sweeps and their jobs, kept evaluations, circuit groups, run heartbeats and job keys, the kept-edge index.
+
+- ``sweep`` and ``sweep_job``: a research grid launched as one command, each configuration by its job key.
+- ``run``: ``job_key`` (what a sweep deduplicates by), ``heartbeat_at`` (a run whose worker stopped renewing it is
+  marked ``lost``, a new status) and ``sweep_id``.
+- ``evaluation``: every ``circuits evaluate`` result, by the key of what determines it.
+- ``circuit.group_name``: circuits found together to be compared as one (a stability study's resamples).
+- ``ix_edge_kept_src_dst_input``: kept edges by their endpoints across circuits (which circuits contain these
+  edges, which are most like this one).
+
+No data moves: existing runs keep their statuses and get no key or heartbeat; existing circuits no group.
+
+Revision ID: 0002_sweeps_evaluations_graph
+Revises: 0001_initial
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002_sweeps_evaluations_graph"
+down_revision: Union[str, None] = "0001_initial"
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+OLD_STATUSES = "status IN ('running', 'succeeded', 'failed', 'interrupted')"
+NEW_STATUSES = "status IN ('running', 'succeeded', 'failed', 'interrupted', 'lost')"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "sweep",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("spec", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sweep")),
+        sa.UniqueConstraint("name", name=op.f("uq_sweep_name")),
+    )
+    op.create_table(
+        "sweep_job",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("sweep_id", sa.Integer(), nullable=False),
+        sa.Column("job_key", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=True),
+        sa.Column("config", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("run_id", sa.Integer(), nullable=True),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.CheckConstraint("status IN ('pending', 'running', 'succeeded', 'failed', 'skipped')",
+                           name=op.f("ck_sweep_job_status")),
+        sa.ForeignKeyConstraint(["run_id"], ["run.id"], name=op.f("fk_sweep_job_run_id_run"), ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["sweep_id"], ["sweep.id"], name=op.f("fk_sweep_job_sweep_id_sweep"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sweep_job")),
+        sa.UniqueConstraint("sweep_id", "job_key", name=op.f("uq_sweep_job_sweep_id_job_key")),
+    )
+    op.create_index(op.f("ix_sweep_job_job_key"), "sweep_job", ["job_key"], unique=False)
+    op.create_table(
+        "evaluation",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("circuit_id", sa.Integer(), nullable=False),
+        sa.Column("eval_key", sa.String(length=64), nullable=False),
+        sa.Column("model_name", sa.String(length=200), nullable=False),
+        sa.Column("task_name", sa.String(length=200), nullable=False),
+        sa.Column("dataset_hash", sa.String(length=128), nullable=True),
+        sa.Column("metric", sa.String(length=200), nullable=False),
+        sa.Column("ablation", sa.String(length=200), nullable=False),
+        sa.Column("level", sa.String(length=16), nullable=False),
+        sa.Column("settings", sa.JSON(), nullable=False),
+        sa.Column("results", sa.JSON(), nullable=False),
+        sa.Column("code_version", sa.String(length=200), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["circuit_id"], ["circuit.id"], name=op.f("fk_evaluation_circuit_id_circuit"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_evaluation")),
+        sa.UniqueConstraint("eval_key", name=op.f("uq_evaluation_eval_key")),
+    )
+    op.create_index(op.f("ix_evaluation_circuit_id"), "evaluation", ["circuit_id"], unique=False)
+    with op.batch_alter_table("circuit", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("group_name", sa.String(length=200), nullable=True))
+        batch_op.create_index(batch_op.f("ix_circuit_group_name"), ["group_name"], unique=False)
+    op.create_index("ix_edge_kept_src_dst_input", "edge", ["src", "dst", "input", "circuit_id"], unique=False,
+                    sqlite_where=sa.text("kept = 1"), postgresql_where=sa.text("kept = true"))
+    with op.batch_alter_table("run", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("job_key", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("heartbeat_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("sweep_id", sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f("ix_run_job_key"), ["job_key"], unique=False)
+        batch_op.create_index(batch_op.f("ix_run_sweep_id"), ["sweep_id"], unique=False)
+        batch_op.create_foreign_key(batch_op.f("fk_run_sweep_id_sweep"), "sweep", ["sweep_id"], ["id"],
+                                    ondelete="SET NULL")
+        batch_op.drop_constraint(batch_op.f("ck_run_status"), type_="check")
+        batch_op.create_check_constraint("status", NEW_STATUSES)
+
+
+def downgrade() -> None:
+    op.execute("UPDATE run SET status = 'interrupted' WHERE status = 'lost'")
+    with op.batch_alter_table("run", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("ck_run_status"), type_="check")
+        batch_op.create_check_constraint("status", OLD_STATUSES)
+        batch_op.drop_constraint(batch_op.f("fk_run_sweep_id_sweep"), type_="foreignkey")
+        batch_op.drop_index(batch_op.f("ix_run_sweep_id"))
+        batch_op.drop_index(batch_op.f("ix_run_job_key"))
+        batch_op.drop_column("sweep_id")
+        batch_op.drop_column("heartbeat_at")
+        batch_op.drop_column("job_key")
+    op.drop_index("ix_edge_kept_src_dst_input", table_name="edge",
+                  sqlite_where=sa.text("kept = 1"), postgresql_where=sa.text("kept = true"))
+    with op.batch_alter_table("circuit", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_circuit_group_name"))
+        batch_op.drop_column("group_name")
+    op.drop_index(op.f("ix_evaluation_circuit_id"), table_name="evaluation")
+    op.drop_table("evaluation")
+    op.drop_index(op.f("ix_sweep_job_job_key"), table_name="sweep_job")
+    op.drop_table("sweep_job")
+    op.drop_table("sweep")

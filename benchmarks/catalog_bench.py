@@ -9,6 +9,12 @@ Measures, each as the median of a few repeats:
   * overlap of 5 such circuits: load their kept edges and compare   target < 100 ms
     (catalog.compare.overlap at edge level when present, else a set intersection)
   * list_circuits over 1,000 circuits                               target < 200 ms
+and, with --scale N (default 10,000), graph questions over N stored circuits of KEPT_EDGES kept edges each (a
+sweep's worth; only kept edges are stored, as the queries read only those):
+  * holds a9.1                                                      target < 100 ms
+  * contains 5 edges                                                target < 300 ms
+  * similar, nodes and edges, plain and weighted                    target < 2 s
+  * contains a path through 3 nodes                                 (no target)
 On PostgreSQL each run uses a fresh schema, dropped afterwards.
 """
 
@@ -154,6 +160,64 @@ def bench(url: str, repeats: int) -> list[tuple[str, str, str]]:
     return rows
 
 
+def sweep_circuit(name: str, seed: int, pool: list[int]) -> NewCircuit:
+    """One of a sweep's circuits: the top KEPT_EDGES of noisy scores over a pool of strong edges (circuits of one
+    grid share most of their edges), only kept edges stored."""
+    rng = random.Random(seed)
+    scores = {i: BASE_SCORES[i] + 0.5 * rng.gauss(0.0, 1.0) for i in pool}
+    top = sorted(pool, key=lambda i: -abs(scores[i]))[:KEPT_EDGES]
+    keys = {"embed", "logits"} | {n.key for i in top for n in (GPT2_EDGES[i].src, GPT2_EDGES[i].dst)}
+    return NewCircuit(
+        name=name, model="gpt2", task=rng.choice(["ioi", "digits", "greater-than"]), source="discovered",
+        nodes=tuple(NodeRecord.from_key(k) for k in keys),
+        edges=tuple(EdgeRecord.from_edge(GPT2_EDGES[i], scores[i]) for i in top), edges_known=True, method="eap",
+    )
+
+
+def bench_scale(url: str, n: int, repeats: int) -> list[tuple[str, str, str]]:
+    from catalog.search import containing, similar
+
+    engine = connect(url)
+    rows: list[tuple[str, str, str]] = []
+    try:
+        pool = sorted(range(len(GPT2_EDGES)), key=lambda i: -abs(BASE_SCORES[i]))[:3_000]
+        start = time.perf_counter()
+        for first in range(0, n, 500):
+            with session_scope(engine) as s:
+                for i in range(first, min(n, first + 500)):
+                    queries.save_circuit(s, sweep_circuit(f"sweep-{i:05d}", i, pool))
+        rows.append((f"save {n:,} circuits of {KEPT_EDGES} kept edges", f"{time.perf_counter() - start:.0f} s", "-"))
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+        probe = sweep_circuit("probe", -7, pool)
+        with session_scope(engine) as s:
+            queries.save_circuit(s, probe)
+        five = [e.key for e in probe.edges[:5]]
+        path = ["a0.1", "a9.1", "logits"] if any(n.key == "a9.1" for n in probe.nodes) else [
+            probe.edges[0].src, probe.edges[0].dst, "logits"]
+
+        def ask(fn: Callable[[Any], Any]) -> Any:
+            with session_scope(engine, read_only=True) as s:
+                return fn(s)
+
+        t, held = median_time(lambda: ask(lambda s: queries.circuits_holding(s, "a9.1")), repeats)
+        rows.append((f"holds a9.1 ({len(held):,} circuits)", f"{t * 1000:.0f} ms", "< 100 ms"))
+        t, found = median_time(lambda: ask(lambda s: containing(s, edges=five)), repeats)
+        rows.append((f"contains 5 edges ({len(found.circuits):,} circuits)", f"{t * 1000:.0f} ms", "< 300 ms"))
+        for level in ("nodes", "edges"):
+            for weighted in (False, True):
+                t, result = median_time(lambda lv=level, w=weighted: ask(  # type: ignore[misc]
+                    lambda s: similar(s, "probe", level=lv, weighted=w)), max(1, repeats // 2))
+                label = f"similar, {level}{', weighted' if weighted else ''} ({result.sharing:,} sharing)"
+                rows.append((label, f"{t * 1000:.0f} ms", "< 2 s"))
+        t, found = median_time(lambda: ask(lambda s: containing(s, path=path)), 1)
+        rows.append((f"contains path {','.join(path)} ({len(found.circuits):,})", f"{t * 1000:.0f} ms", "-"))
+    finally:
+        engine.dispose()
+    return rows
+
+
 @contextmanager
 def sqlite_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as folder:
@@ -178,13 +242,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pg", default=os.environ.get("CIRCUITS_TEST_POSTGRES_URL"), help="PostgreSQL URL")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scale", type=int, default=10_000, help="circuits for the graph questions (0: skip)")
     args = parser.parse_args(argv)
     table: list[tuple[str, str, str, str]] = []
     with sqlite_url() as url:
         table += [("SQLite", *row) for row in bench(url, args.repeats)]
+    if args.scale:
+        with sqlite_url() as url:
+            table += [("SQLite", *row) for row in bench_scale(url, args.scale, args.repeats)]
     if args.pg:
         with pg_url(args.pg) as url:
             table += [("PostgreSQL", *row) for row in bench(url, args.repeats)]
+        if args.scale:
+            with pg_url(args.pg) as url:
+                table += [("PostgreSQL", *row) for row in bench_scale(url, args.scale, args.repeats)]
     headers = ("backend", "operation", "median", "target")
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Optional, TypeVar, cast
 
-from sqlalchemy import Row, Select, Table, delete, func, insert, select
+from sqlalchemy import Row, Select, Table, delete, func, insert, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.errors import AlreadyExists, InvalidCircuit, NotFound
 from catalog.records import CircuitRecord, CircuitSummary, EdgeRecord, NewCircuit, NodeRecord
+from catalog.similarity import COMPONENTS, mass
 from catalog.tables import (
     CircuitRow,
     DatasetRow,
@@ -76,6 +77,7 @@ def save_circuit(session: Session, new: NewCircuit, run_id: Optional[int] = None
         n_nodes=sum(1 for n in nodes if n["kept"]),
         n_edges=sum(1 for e in edges if e["kept"]),
         created_at=utc_now(),
+        **_summary_columns(nodes, edges, new.edges_known),
     )
     session.add(circuit)
     try:
@@ -91,6 +93,18 @@ def save_circuit(session: Session, new: NewCircuit, run_id: Optional[int] = None
     if edges:
         session.execute(insert(_EDGE), edges)
     return _record(circuit, [_node_record(r) for r in nodes], _saved_edges(new.edges, edges))
+
+
+def _summary_columns(nodes: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[str, Any]],
+                     edges_known: bool) -> dict[str, Any]:
+    """``CircuitRow``'s similarity summary (``catalog.similarity``) from the rows about to be stored (a stored
+    score is None where it is missing or non-finite)."""
+    components = [n for n in nodes if n["kept"] and n["kind"] in COMPONENTS]
+    return {
+        "n_components": len(components),
+        "node_mass": mass(n["score"] for n in components),
+        "edge_mass": mass(e["score"] for e in edges if e["kept"]) if edges_known else None,
+    }
 
 
 def _saved_edges(given: Sequence[EdgeRecord], rows: Sequence[Mapping[str, Any]]) -> list[EdgeRecord]:
@@ -250,8 +264,8 @@ def find_circuit(session: Session, name: str, *, kept_only: bool = False) -> Opt
     node_query = select(_NODE).where(_NODE.c.circuit_id == circuit.id).order_by(_NODE.c.id)
     edge_query = select(*_EDGE_COLUMNS).where(_EDGE.c.circuit_id == circuit.id).order_by(_EDGE.c.id)
     if kept_only:
-        node_query = node_query.where(_NODE.c.kept == True)  # noqa: E712 (`= 1` can use the index; `IS 1` may not)
-        edge_query = edge_query.where(_EDGE.c.kept == True)  # noqa: E712
+        node_query = node_query.where(_NODE.c.kept == true())  # `= 1` can use the partial index; `IS 1` cannot
+        edge_query = edge_query.where(_EDGE.c.kept == true())
     nodes = [_node_record(row._mapping) for row in session.execute(node_query)]
     edges = [_edge_tuple_record(row) for row in session.execute(edge_query)]
     return _record(circuit, nodes, edges)
@@ -265,14 +279,24 @@ def get_circuit(session: Session, name: str, *, kept_only: bool = False) -> Circ
     return record
 
 
-def list_circuits(session: Session, model: Optional[str] = None, task: Optional[str] = None) -> list[CircuitSummary]:
-    """Every circuit (optionally of one model and/or task) by name, with counts stored at save time."""
+def list_circuits(session: Session, model: Optional[str] = None, task: Optional[str] = None,
+                  ids: Optional[Collection[int]] = None) -> list[CircuitSummary]:
+    """Every circuit (optionally of one model and/or task, or only those with these ids) by name, with counts
+    stored at save time."""
     query = _summary_query().order_by(CircuitRow.name)
     if model is not None:
         query = query.where(ModelRow.name == model)
     if task is not None:
         query = query.where(TaskRow.name == task)
-    return [_summary(row) for row in session.execute(query)]
+    if ids is None:
+        return [_summary(row) for row in session.execute(query)]
+    wanted = sorted(set(ids))
+    found = [_summary(row) for i in range(0, len(wanted), _ID_CHUNK)
+             for row in session.execute(query.where(CircuitRow.id.in_(wanted[i:i + _ID_CHUNK])))]
+    return sorted(found, key=lambda c: c.name)
+
+
+_ID_CHUNK = 5_000  # ids per IN list: well under SQLite's 32,766 bound parameters
 
 
 def count_circuits(session: Session) -> int:
@@ -286,7 +310,7 @@ def circuits_holding(session: Session, node_key: str) -> list[tuple[CircuitSumma
         _summary_query()
         .add_columns(*(c for c in _NODE.c if c.name != "id"))  # the summary's id is the circuit's
         .join(_NODE, _NODE.c.circuit_id == CircuitRow.id)
-        .where(_NODE.c.key == key, _NODE.c.kept.is_(True))
+        .where(_NODE.c.key == key, _NODE.c.kept == true())
         .order_by(CircuitRow.name)
     )
     return [(_summary(row), _node_record(row._mapping)) for row in session.execute(query)]

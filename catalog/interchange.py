@@ -41,6 +41,9 @@ Other tools (each documented in its module under ``catalog/formats/``):
 * ``auto-circuit``: edge names like ``A3.2->MLP 5`` with scores and/or a kept list;
 * ``acdc``: edges between TransformerLens hooks, ``blocks.9.attn.hook_result[:, :, 1]``;
 * ``seqcont``: Lan et al.'s ``{"heads": [[l, h]], "mlps": [l]}``, nodes only.
+
+Graph tools (``catalog/formats/graphs.py``), read and written losslessly: ``graphml`` (yEd, Cytoscape, Gephi,
+networkx), ``gexf`` (Gephi) and ``cytoscape`` (Cytoscape.js JSON, Cytoscape desktop's ``.cyjs``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from catalog.formats.acdc import read_acdc
 from catalog.formats.auto_circuit import read_auto_circuit
 from catalog.formats.common import load_json, validate
 from catalog.formats.eap_ig import read_eap_ig, write_eap_ig
+from catalog.formats.graphs import GRAPH_FORMATS, read_graph_file, write_graph_text
 from catalog.formats.native import as_new_circuit, export_circuit, import_circuit
 from catalog.formats.seqcont import read_seqcont
 from catalog.records import CircuitLike, NewCircuit
@@ -87,8 +91,8 @@ _FOREIGN_READERS: dict[str, ForeignReader] = {
 }
 _WRITERS: dict[str, Callable[[CircuitLike], dict[str, Any]]] = {"native": export_circuit, "eap-ig": write_eap_ig}
 
-READ_FORMATS: tuple[str, ...] = ("native", *_FOREIGN_READERS)
-WRITE_FORMATS: tuple[str, ...] = tuple(_WRITERS)
+READ_FORMATS: tuple[str, ...] = ("native", *_FOREIGN_READERS, *GRAPH_FORMATS)
+WRITE_FORMATS: tuple[str, ...] = (*_WRITERS, *GRAPH_FORMATS)
 
 
 def read_circuit(
@@ -128,7 +132,12 @@ def read_circuit(
 
 
 def read_circuit_file(path: Union[str, Path], fmt: str = "native", **overrides: Any) -> NewCircuit:
-    """Like ``read_circuit`` on a file; every message starts with the file's name."""
+    """Like ``read_circuit`` on a file; every message starts with the file's name. A graph file (GraphML, GEXF,
+    Cytoscape) carries its circuit's fields as the native format does; ``overrides`` replace them."""
+    if fmt in GRAPH_FORMATS:
+        circuit = read_graph_file(path, fmt)
+        given = {k: v for k, v in overrides.items() if k in ("name", "model", "task") and v}
+        return validate(replace(circuit, **given)) if given else circuit
     try:
         return read_circuit(load_json(path), fmt, **overrides)
     except InvalidCircuit as err:
@@ -150,6 +159,9 @@ def write_circuit_file(circuit: CircuitLike, path: Union[str, Path], fmt: str = 
     EAP-IG files may hold NaN scores as Python's ``NaN`` literal, which EAP-IG's own reader expects; the
     native format spells them as strings, so a non-finite number left there (in metadata) is refused.
     """
+    if fmt in GRAPH_FORMATS:
+        write_text_atomic(path, write_graph_text(circuit, fmt))
+        return
     try:
         text = json.dumps(write_circuit(circuit, fmt), indent=2, ensure_ascii=False, allow_nan=fmt != "native")
     except ValueError as err:

@@ -22,6 +22,13 @@ Encodings, all explained in the legend:
 
 Only kept nodes and edges are drawn. The DOT text is a pure function of the input: everything is emitted
 in topological order with fixed float formats, so the same circuits give the same bytes.
+
+``DrawOptions`` make a large circuit printable: which edges (``all``, ``shared`` by every circuit that knows its
+edges, ``none``, or the ``top:N`` by |score|), a cluster per role class (``group="roles"``, as the IOI paper
+draws its circuit), a band of layers, Graphviz's edge concentration (parallel edges merged), the page the
+drawing must fit (A4 or US letter, portrait or landscape), and a fill by each node's frequency across a group
+of circuits (a stability study's resamples: ``catalog.stats``), which replaces the role fill and says the
+share on the node.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import html
 import math
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -64,6 +71,63 @@ _CIRCUIT_COLOURS = (("#a6cee3", "#1f78b4"), ("#b2df8a", "#33a02c"), ("#fb9a99", 
                     ("#fdbf6f", "#ff7f00"), ("#cab2d6", "#6a3d9a"), ("#ffff99", "#b15928"))
 
 
+EDGE_CHOICES = ("all", "shared", "none", "top:N")
+PAGES: dict[str, tuple[float, float]] = {  # printable area in inches (the paper less ~1.5 cm margins)
+    "a4": (7.1, 10.5), "a4-landscape": (10.5, 7.1), "letter": (7.3, 9.8), "letter-landscape": (9.8, 7.3),
+}
+# ColorBrewer Blues, five steps, for a node's frequency in a group: 0-20 %, 20-40 %, ... 80-100 %.
+_FREQUENCY_FILLS = ("#eff3ff", "#bdd7e7", "#6baed6", "#3182bd", "#08519c")
+
+
+@dataclass(frozen=True)
+class DrawOptions:
+    """What to draw of the circuits and how (see the module docstring). ``edges``: ``all``, ``shared``, ``none``
+    or ``top:N``; ``layers``: the first and last layer drawn (embed and logits only when the band reaches them);
+    ``frequency``: node key -> share of a group's circuits that keep it."""
+
+    edges: str = "all"
+    group: Optional[str] = None
+    layers: Optional[tuple[int, int]] = None
+    concentrate: bool = False
+    page: Optional[str] = None
+    frequency: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_edges_choice(self.edges)
+        if self.group not in (None, "roles"):
+            raise CatalogError(f"--group: only roles can group nodes, got {self.group!r}")
+        if self.page is not None and self.page not in PAGES:
+            raise CatalogError(f"--page: choose one of {', '.join(PAGES)}, got {self.page!r}")
+        if self.layers is not None and not 0 <= self.layers[0] <= self.layers[1]:
+            raise CatalogError(f"--layers: expected FIRST-LAST with 0 <= FIRST <= LAST, got {self.layers}")
+
+    @property
+    def top(self) -> Optional[int]:
+        return int(self.edges.split(":", 1)[1]) if self.edges.startswith("top:") else None
+
+
+def check_edges_choice(text: str) -> str:
+    """``all``, ``shared``, ``none`` or ``top:N`` (N >= 1), else ``CatalogError`` saying so."""
+    if text in ("all", "shared", "none"):
+        return text
+    head, _, count = text.partition(":")
+    if head == "top" and count.isdigit() and int(count) >= 1:
+        return text
+    raise CatalogError(f"--edges: choose all, shared, none or top:N (N >= 1), got {text!r}")
+
+
+def parse_layers(text: str) -> tuple[int, int]:
+    """``3-7`` (or ``5`` for one layer) as (first, last)."""
+    first, _, last = text.partition("-")
+    try:
+        band = (int(first), int(last or first))
+    except ValueError:
+        raise CatalogError(f"--layers: expected FIRST-LAST such as 3-7, got {text!r}") from None
+    if not 0 <= band[0] <= band[1]:
+        raise CatalogError(f"--layers: expected FIRST-LAST with 0 <= FIRST <= LAST, got {text!r}")
+    return band
+
+
 @dataclass
 class _DrawnNode:
     node: Node
@@ -81,37 +145,48 @@ class _DrawnEdge:
 # Public
 
 
-def to_dot(circuits: Sequence[CircuitLike], *, title: Optional[str] = None) -> str:
+def to_dot(circuits: Sequence[CircuitLike], *, title: Optional[str] = None,
+           options: DrawOptions = DrawOptions()) -> str:
     """The DOT text of a layered diagram of ``circuits`` (one or several)."""
     if not circuits:
         raise CatalogError("nothing to draw: give at least one circuit")
-    nodes = _collect_nodes(circuits)
-    edges = _collect_edges(circuits)
+    nodes = _collect_nodes(circuits, options.layers)
+    edge_circuits = [c.name for c in circuits if c.edges_known]
+    edges = _select_edges(_collect_edges(circuits, nodes), edge_circuits, options)
     multi = len(circuits) > 1
     names = [c.name for c in circuits]
     roles = sorted({r for n in nodes.values() for r in n.roles})
+    graph = (f"rankdir=BT, newrank=true, ranksep=0.5, nodesep=0.3, fontname=Helvetica, fontsize=14, labelloc=t, "
+             f"label={_q(title if title is not None else _default_title(circuits))}")
+    if options.concentrate:
+        graph += ", concentrate=true"
+    if options.page is not None:
+        width, height = PAGES[options.page]
+        graph += f", size=\"{width:g},{height:g}\", ratio=compress"
     lines = [
         "digraph circuit {",
-        f"  graph [rankdir=BT, newrank=true, ranksep=0.5, nodesep=0.3, fontname=Helvetica, fontsize=14, "
-        f"labelloc=t, label={_q(title if title is not None else _default_title(circuits))}];",
+        f"  graph [{graph}];",
         "  node [fontname=Helvetica, fontsize=11, penwidth=1.2];",
         "  edge [arrowsize=0.6, fontname=Helvetica, fontsize=8, fontcolor=\"#666666\"];",
     ]
     lines += _rank_lines(nodes)
-    lines += [_node_line(d, names, roles, multi) for d in _sorted_nodes(nodes)]
-    lines += _edge_lines(edges, [c.name for c in circuits if c.edges_known], multi)
-    lines += _legend_lines(circuits, roles, edges, multi)
+    lines += [_node_line(d, names, roles, multi, options.frequency) for d in _sorted_nodes(nodes)]
+    if options.group == "roles":
+        lines += _role_clusters(nodes, roles)
+    lines += _edge_lines(edges, edge_circuits, multi)
+    lines += _legend_lines(circuits, roles, edges, multi, options)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def render(circuits: Sequence[CircuitLike], path: Union[str, Path], *, title: Optional[str] = None) -> Path:
+def render(circuits: Sequence[CircuitLike], path: Union[str, Path], *, title: Optional[str] = None,
+           options: DrawOptions = DrawOptions()) -> Path:
     """Draw to ``path``; its suffix picks the format (.pdf, .svg, .png, or .dot for the text itself)."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise CatalogError(f"cannot draw to {path.name!r}: name a .pdf, .svg, .png or .dot file")
-    text = to_dot(circuits, title=title)
+    text = to_dot(circuits, title=title, options=options)
     if fmt == "dot":
         write_text_atomic(path, text)
         return path
@@ -143,13 +218,21 @@ def _run_dot(text: str, fmt: str, path: Path) -> None:
 # What is drawn
 
 
-def _collect_nodes(circuits: Sequence[CircuitLike]) -> dict[str, _DrawnNode]:
+def _collect_nodes(circuits: Sequence[CircuitLike], layers: Optional[tuple[int, int]] = None
+                   ) -> dict[str, _DrawnNode]:
+    """Kept nodes, within the band of ``layers`` when given: embed then only if the band starts at layer 0, logits
+    only if it reaches the last layer any of the circuits has."""
     drawn: dict[str, _DrawnNode] = {}
-    for frame in ("embed", "logits"):
+    last = max((n.layer for c in circuits for n in c.nodes if n.layer is not None), default=0)
+    frames = ("embed", "logits") if layers is None else (
+        *(("embed",) if layers[0] == 0 else ()), *(("logits",) if layers[1] >= last else ()))
+    for frame in frames:
         drawn[frame] = _DrawnNode(parse_node(frame), members=[c.name for c in circuits])
     for c in circuits:
         for n in c.nodes:
             if not n.kept or n.kind in (NodeKind.EMBED.value, NodeKind.LOGITS.value):
+                continue
+            if layers is not None and not (n.layer is not None and layers[0] <= n.layer <= layers[1]):
                 continue
             d = drawn.setdefault(n.key, _DrawnNode(parse_node(n.key)))
             d.members.append(c.name)
@@ -158,20 +241,39 @@ def _collect_nodes(circuits: Sequence[CircuitLike]) -> dict[str, _DrawnNode]:
     return drawn
 
 
-def _collect_edges(circuits: Sequence[CircuitLike]) -> dict[str, _DrawnEdge]:
-    """Kept edges of circuits that know their edges; the score shown is the first circuit's that has one."""
+def _collect_edges(circuits: Sequence[CircuitLike], nodes: Mapping[str, _DrawnNode]) -> dict[str, _DrawnEdge]:
+    """Kept edges between drawn nodes of circuits that know their edges; the score shown is the first circuit's
+    that has one."""
     drawn: dict[str, _DrawnEdge] = {}
     for c in circuits:
         if not c.edges_known:
             continue
         for e in c.edges:
-            if not e.kept:
+            if not e.kept or e.src not in nodes or e.dst not in nodes:
                 continue
             d = drawn.setdefault(e.key, _DrawnEdge(e))
             d.members.append(c.name)
             if d.record.score is None and e.score is not None:
                 d.record = e
     return drawn
+
+
+def _select_edges(edges: dict[str, _DrawnEdge], edge_circuits: list[str], options: DrawOptions
+                  ) -> dict[str, _DrawnEdge]:
+    """The edges ``options.edges`` asks for: all, those every edge-known circuit keeps, none, or the top N by
+    |score| (unscored last, ties in topological order)."""
+    if options.edges == "none":
+        return {}
+    if options.edges == "shared":
+        return {k: d for k, d in edges.items() if len(d.members) == len(edge_circuits)}
+    top = options.top
+    if top is None:
+        return edges
+    if edges and not any(_finite(d.record.score) for d in edges.values()):
+        raise CatalogError(f"--edges {options.edges} ranks edges by |score|, and these circuits' edges are "
+                           "unscored: draw all, shared or none")
+    ranked = sorted(edges, key=lambda k: (-_magnitude(edges[k].record.score), parse_edge(k).order))
+    return {k: edges[k] for k in ranked[:top]}
 
 
 def _sorted_nodes(nodes: dict[str, _DrawnNode]) -> list[_DrawnNode]:
@@ -207,7 +309,8 @@ def _rank_lines(nodes: dict[str, _DrawnNode]) -> list[str]:
     return lines
 
 
-def _node_line(d: _DrawnNode, names: list[str], roles: list[str], multi: bool) -> str:
+def _node_line(d: _DrawnNode, names: list[str], roles: list[str], multi: bool,
+               frequency: Mapping[str, float]) -> str:
     shape, style = _SHAPES[d.node.kind]
     label = [d.node.label]
     if d.roles:
@@ -215,6 +318,10 @@ def _node_line(d: _DrawnNode, names: list[str], roles: list[str], multi: bool) -
     frame = d.node.kind in (NodeKind.EMBED, NodeKind.LOGITS)
     if frame:
         fill, outline = _PLAIN_FILL, _OUTLINE
+    elif frequency:
+        share = frequency.get(d.node.key, 0.0)
+        fill, outline = _frequency_fill(share), _OUTLINE
+        label.append(f"{share:.0%}")
     elif not multi:
         fill = _ROLE_FILLS[roles.index(d.roles[0]) % len(_ROLE_FILLS)] if d.roles else _PLAIN_FILL
         outline = _OUTLINE
@@ -234,9 +341,28 @@ def _node_line(d: _DrawnNode, names: list[str], roles: list[str], multi: bool) -
         f"label={_q(chr(10).join(label))}",
         f"tooltip={_q(d.node.key + ': ' + ', '.join(d.members))}",
     ]
-    if multi and not frame and len(d.members) == len(names):
+    if frequency and not frame and frequency.get(d.node.key, 0.0) >= 0.6:
+        attrs.append('fontcolor="#ffffff"')  # white on the two darkest blues
+    if multi and not frame and not frequency and len(d.members) == len(names):
         attrs.append("penwidth=2.0")
     return f"  {_q(d.node.key)} [{', '.join(attrs)}];"
+
+
+def _frequency_fill(share: float) -> str:
+    return _FREQUENCY_FILLS[min(int(share * len(_FREQUENCY_FILLS)), len(_FREQUENCY_FILLS) - 1)]
+
+
+def _role_clusters(nodes: dict[str, _DrawnNode], roles: list[str]) -> list[str]:
+    """One dashed box per role class around the nodes whose first role it is (the IOI paper's figure)."""
+    lines = ["  // role classes: a cluster per role"]
+    for i, role in enumerate(roles):
+        members = [d.node.key for d in _sorted_nodes(nodes) if d.roles and d.roles[0] == role]
+        if not members:
+            continue
+        lines.append(f"  subgraph {_q(f'cluster_role_{i}')} {{ label={_q(role)}; style=\"rounded,dashed\"; "
+                     f"color=\"#888888\"; fontsize=10; fontcolor=\"#444444\"; "
+                     + " ".join(f"{_q(k)};" for k in members) + " }")
+    return lines
 
 
 def _edge_lines(edges: dict[str, _DrawnEdge], edge_circuits: list[str], multi: bool) -> list[str]:
@@ -268,10 +394,14 @@ def _edge_tip(d: _DrawnEdge) -> str:
     return f"{d.record.key}{score} ({', '.join(d.members)})"
 
 
-def _legend_lines(circuits: Sequence[CircuitLike], roles: list[str], edges: dict[str, _DrawnEdge], multi: bool) -> list[str]:
+def _legend_lines(circuits: Sequence[CircuitLike], roles: list[str], edges: dict[str, _DrawnEdge], multi: bool,
+                  options: DrawOptions) -> list[str]:
     rows: list[tuple[str, str]] = []
     names = [c.name for c in circuits]
-    if multi:
+    if options.frequency:
+        step = 100 // len(_FREQUENCY_FILLS)
+        rows += [(fill, f"in {i * step}-{(i + 1) * step} % of the circuits") for i, fill in enumerate(_FREQUENCY_FILLS)]
+    elif multi:
         rows.append((_SHARED_FILL, f"in all {len(names)} circuits"))
         rows += [(_circuit_colours(i)[0], f"{_letter(i)}: only {n}") for i, n in enumerate(names)]
         rows.append((_PARTIAL_FILL, "in some (letters say which)"))
@@ -282,6 +412,11 @@ def _legend_lines(circuits: Sequence[CircuitLike], roles: list[str], edges: dict
         text.append("edge width: |score|   blue +, red -, grey unscored   label: head inputs")
         if multi:
             text.append("solid edge: in every circuit with edges   dashed: in some")
+    if options.edges != "all":
+        text.append({"none": "edges not drawn", "shared": "only edges every circuit keeps"}.get(
+            options.edges, f"only the {options.top} edges with the largest |score|"))
+    if options.layers is not None:
+        text.append(f"layers {options.layers[0]}-{options.layers[1]} only")
     nodes_only = [c.name for c in circuits if not c.edges_known]
     if nodes_only:
         text.append("nodes only, edges unknown: " + ", ".join(nodes_only))

@@ -224,6 +224,12 @@ class CircuitRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utc_now)  # naive UTC
     # Circuits found together to be compared as one (a stability study's resamples): the group's name.
     group_name: Mapped[Optional[str]] = mapped_column(String(NAME_LEN), index=True)
+    # What catalog-wide similarity needs of every other circuit without reading its nodes or edges
+    # (``catalog.similarity``): its kept heads and MLPs, and the total |score| of its kept components and edges
+    # (NULL where one of them has no finite score: its items then weigh alike).
+    n_components: Mapped[int] = mapped_column(Integer, default=0)
+    node_mass: Mapped[Optional[float]] = mapped_column(Double)
+    edge_mass: Mapped[Optional[float]] = mapped_column(Double)
 
     model: Mapped[ModelRow] = relationship()
     task: Mapped[Optional[TaskRow]] = relationship()
@@ -334,8 +340,10 @@ class EvaluationRow(Base):
 
 
 # Catalog-scale questions (which circuits hold these edges, which are most like this one) look kept edges up by
-# their endpoints across every circuit: an index over exactly the kept ones (migration 0002).
+# their endpoints across every circuit: an index over exactly the kept ones, covering the score so that weighted
+# similarity never reads the table (migration 0002).
 KEPT_EDGE_INDEX = Index("ix_edge_kept_src_dst_input", EdgeRow.src, EdgeRow.dst, EdgeRow.input, EdgeRow.circuit_id,
+                        EdgeRow.score,
                         sqlite_where=text("kept = 1"), postgresql_where=text("kept = true"))
 
 CATALOG_TABLES = tuple(Base.metadata.tables)

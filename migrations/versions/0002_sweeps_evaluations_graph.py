@@ -5,10 +5,13 @@
   marked ``lost``, a new status) and ``sweep_id``.
 - ``evaluation``: every ``circuits evaluate`` result, by the key of what determines it.
 - ``circuit.group_name``: circuits found together to be compared as one (a stability study's resamples).
-- ``ix_edge_kept_src_dst_input``: kept edges by their endpoints across circuits (which circuits contain these
-  edges, which are most like this one).
+- ``circuit.n_components``, ``node_mass``, ``edge_mass``: what catalog-wide similarity needs of each circuit
+  (``catalog.similarity``), computed here for the circuits already stored.
+- ``ix_edge_kept_src_dst_input``: kept edges by their endpoints across circuits, with their scores (which circuits
+  contain these edges, which are most like this one).
 
-No data moves: existing runs keep their statuses and get no key or heartbeat; existing circuits no group.
+Existing runs keep their statuses and get no key or heartbeat; existing circuits get no group, and their summary
+columns from their own kept nodes and edges.
 
 Revision ID: 0002_sweeps_evaluations_graph
 Revises: 0001_initial
@@ -86,9 +89,13 @@ def upgrade() -> None:
     op.create_index(op.f("ix_evaluation_circuit_id"), "evaluation", ["circuit_id"], unique=False)
     with op.batch_alter_table("circuit", schema=None) as batch_op:
         batch_op.add_column(sa.Column("group_name", sa.String(length=200), nullable=True))
+        batch_op.add_column(sa.Column("n_components", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("node_mass", sa.Double(), nullable=True))
+        batch_op.add_column(sa.Column("edge_mass", sa.Double(), nullable=True))
         batch_op.create_index(batch_op.f("ix_circuit_group_name"), ["group_name"], unique=False)
-    op.create_index("ix_edge_kept_src_dst_input", "edge", ["src", "dst", "input", "circuit_id"], unique=False,
-                    sqlite_where=sa.text("kept = 1"), postgresql_where=sa.text("kept = true"))
+    fill_summaries()
+    op.create_index("ix_edge_kept_src_dst_input", "edge", ["src", "dst", "input", "circuit_id", "score"],
+                    unique=False, sqlite_where=sa.text("kept = 1"), postgresql_where=sa.text("kept = true"))
     with op.batch_alter_table("run", schema=None) as batch_op:
         batch_op.add_column(sa.Column("job_key", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("heartbeat_at", sa.DateTime(), nullable=True))
@@ -99,6 +106,24 @@ def upgrade() -> None:
                                     ondelete="SET NULL")
         batch_op.drop_constraint(batch_op.f("ck_run_status"), type_="check")
         batch_op.create_check_constraint("status", NEW_STATUSES)
+
+
+def fill_summaries() -> None:
+    """The summary columns of the circuits already stored, as ``catalog.circuits.save_circuit`` computes them for
+    new ones: kept heads and MLPs, and the total |score| of the kept components and edges, NULL where one of them
+    has no finite score (a NULL score: unscored or non-finite)."""
+    kept = "kept = true" if op.get_bind().dialect.name == "postgresql" else "kept = 1"
+    components = f"{kept} AND kind IN ('head', 'mlp')"
+    op.execute(f"""
+        UPDATE circuit SET
+          n_components = (SELECT count(*) FROM node WHERE node.circuit_id = circuit.id AND {components}),
+          node_mass = CASE WHEN EXISTS (SELECT 1 FROM node WHERE node.circuit_id = circuit.id AND {components}
+                                        AND score IS NULL) THEN NULL
+                      ELSE (SELECT sum(abs(score)) FROM node WHERE node.circuit_id = circuit.id AND {components}) END,
+          edge_mass = CASE WHEN EXISTS (SELECT 1 FROM edge WHERE edge.circuit_id = circuit.id AND {kept}
+                                        AND score IS NULL) THEN NULL
+                      ELSE (SELECT sum(abs(score)) FROM edge WHERE edge.circuit_id = circuit.id AND {kept}) END
+    """)
 
 
 def downgrade() -> None:
@@ -116,6 +141,9 @@ def downgrade() -> None:
                   sqlite_where=sa.text("kept = 1"), postgresql_where=sa.text("kept = true"))
     with op.batch_alter_table("circuit", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_circuit_group_name"))
+        batch_op.drop_column("edge_mass")
+        batch_op.drop_column("node_mass")
+        batch_op.drop_column("n_components")
         batch_op.drop_column("group_name")
     op.drop_index(op.f("ix_evaluation_circuit_id"), table_name="evaluation")
     op.drop_table("evaluation")

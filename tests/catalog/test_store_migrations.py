@@ -118,6 +118,12 @@ def _populate_0001(url: str) -> None:
                                                    ("embed", "logits", "", False)]):
             conn.execute(text("INSERT INTO edge (id, circuit_id, src, dst, input, score, score_kind, kept) VALUES "
                               f"({i + 1}, 1, '{src}', '{dst}', '{inp}', 0.5, 0, {str(kept).lower()})"))
+        conn.execute(text("INSERT INTO circuit (id, name, model_id, source, performance, metadata, edges_known, "
+                          "n_nodes, n_edges, created_at) VALUES (2, 'nodes-only', 1, 'published', '{}', '{}', false, "
+                          "2, 0, '2026-11-26 10:00:00')"))
+        for i, (key, kind, score) in enumerate([("a0.0", "head", -2.0), ("m0", "mlp", 1.0), ("m1", "mlp", 9.0)]):
+            conn.execute(text("INSERT INTO node (id, circuit_id, key, kind, score, kept, attributes) VALUES "
+                              f"({i + 4}, 2, '{key}', '{kind}', {score}, {'false' if key == 'm1' else 'true'}, '{{}}')"))
     raw.dispose()
 
 
@@ -146,6 +152,9 @@ def test_upgrading_a_populated_0001_catalog_keeps_its_data(db_url: str) -> None:
         indexes = {ix["name"] for ix in inspect(conn).get_indexes("edge")}
     raw.dispose()
     assert "ix_edge_kept_src_dst_input" in indexes
+    with raw.connect() as conn:  # the similarity summaries are filled in, as save_circuit writes them
+        summaries = conn.execute(text("SELECT name, n_components, node_mass, edge_mass FROM circuit ORDER BY id"))
+        assert [tuple(r) for r in summaries] == [("old", 1, None, 1.0), ("nodes-only", 2, 3.0, None)]
     downgrade_schema(db_url, "0001_initial")  # and back: a lost run becomes interrupted, the rest stays
     raw = create_engine(to_url(db_url))
     with raw.connect() as conn:

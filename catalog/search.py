@@ -1,0 +1,247 @@
+"""Questions across the whole catalog, asked of the database rather than of circuits loaded into Python: which
+circuits are most like this one (``similar``), which contain these nodes, edges, a path, or another circuit
+(``containing``).
+
+Both read only kept nodes and edges, through the indexes made for them (``node.key``; the partial index of kept
+edges by ``(src, dst, input, circuit_id, score)``, migration 0002) and the per-circuit summaries stored at save
+time (``CircuitRow.n_components``, ``n_edges``, ``node_mass``, ``edge_mass``; ``catalog.similarity``). With ten
+thousand circuits of 300 kept edges each, ``similar`` at edge level touches the index entries of the query's
+edges and nothing else (timings: ``benchmarks/catalog_bench.py``, in the README).
+
+Circuits are compared within one model unless asked otherwise: the same key (``a9.1``) names different heads in
+different models. At edge level only circuits known by their edges take part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from sqlalchemy import Float, String, and_, case, column, func, select, true, values
+from sqlalchemy.orm import Session
+
+from catalog.circuits import get_circuit, list_circuits
+from catalog.errors import InvalidCircuit
+from catalog.graphs import adjacency, reaches_in_order
+from catalog.records import CircuitRecord, CircuitSummary
+from catalog.similarity import COMPONENTS, LEVELS, jaccard, weighted_from_min, weights
+from catalog.tables import CircuitRow, EdgeRow, ModelRow, NodeRow
+from discovery.graph import edge_key, parse_edge, parse_node
+
+_CHUNK = 2_000  # keys per VALUES list (3 parameters an edge: well under SQLite's 32,766)
+_EDGE_CHUNK = 500  # circuits whose kept edges are read at once when checking paths
+
+
+@dataclass(frozen=True)
+class Similar:
+    """A circuit's likeness to the one asked about: ``shared`` keys of its ``size``, the Jaccard index and the
+    score-weighted Jaccard (``catalog.similarity``)."""
+
+    name: str
+    model: str
+    task: Optional[str]
+    method: Optional[str]
+    shared: int
+    size: int
+    jaccard: float
+    weighted: float
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    circuit: str
+    level: str
+    ranked_by: str
+    size: int
+    compared: int  # circuits compared (same model unless all models were asked for; at edge level, with edges)
+    sharing: int  # of which share at least one key
+    circuits: tuple[Similar, ...]
+
+
+def similar(session: Session, name: str, *, level: str = "nodes", weighted: bool = False, top: Optional[int] = 10,
+            all_models: bool = False) -> SimilarResult:
+    """The catalog's circuits ranked by likeness to circuit ``name`` at ``level``: by Jaccard, or by weighted
+    Jaccard when ``weighted`` (ties by name); the ``top`` first (None: all that share a key)."""
+    if level not in LEVELS:
+        raise InvalidCircuit(f"unknown level {level!r}: use nodes or edges")
+    if top is not None and top < 1:
+        raise InvalidCircuit(f"--top must be at least 1, got {top}")
+    record = get_circuit(session, name, kept_only=True)
+    if level == "edges" and not record.edges_known:
+        raise InvalidCircuit(f"circuit {name!r} lists nodes only: compare it at node level")
+    mine = weights(record, level)
+    counts: dict[int, list[float]] = {}
+    for circuit_id, n, min_sum in _shared(session, record, mine, level, all_models):
+        entry = counts.setdefault(circuit_id, [0, 0.0])
+        entry[0] += n
+        entry[1] += float(min_sum or 0.0)
+    counts.pop(record.id, None)
+    summaries = {c.id: c for c in list_circuits(session, ids=counts)} if counts else {}
+    sizes = _sizes(session, counts, level)
+    found = []
+    for circuit_id, (n, min_sum) in counts.items():
+        c, size = summaries[circuit_id], sizes[circuit_id]
+        found.append(Similar(c.name, c.model, c.task, c.method, int(n), size, jaccard(int(n), len(mine), size),
+                             weighted_from_min(min_sum, not mine, size == 0)))
+    key = (lambda s: (-s.weighted, s.name)) if weighted else (lambda s: (-s.jaccard, s.name))
+    found.sort(key=key)
+    return SimilarResult(
+        circuit=name, level=level, ranked_by="weighted Jaccard" if weighted else "Jaccard", size=len(mine),
+        compared=_compared(session, record, level, all_models), sharing=len(found),
+        circuits=tuple(found if top is None else found[:top]),
+    )
+
+
+def _shared(session: Session, record: CircuitRecord, mine: dict[str, float], level: str,
+            all_models: bool) -> Iterable[Any]:
+    """Per other circuit, per chunk of ``mine``: how many keys it shares and Σ min(its weight, mine)."""
+    keys = list(mine.items())
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i:i + _CHUNK]
+        item: Any
+        if level == "nodes":
+            query = values(column("key", String), column("w", Float), name="q").data(chunk).cte("q")
+            item, on = NodeRow, and_(NodeRow.key == query.c.key, NodeRow.kept == true(),
+                                     NodeRow.kind.in_(COMPONENTS))
+            total, n = CircuitRow.node_mass, CircuitRow.n_components
+        else:
+            rows = [(*_edge_parts(k), w) for k, w in chunk]
+            query = values(column("src", String), column("dst", String), column("inp", String),
+                           column("w", Float), name="q").data(rows).cte("q")
+            item, on = EdgeRow, and_(EdgeRow.src == query.c.src, EdgeRow.dst == query.c.dst,
+                                     EdgeRow.input == query.c.inp, EdgeRow.kept == true())
+            total, n = CircuitRow.edge_mass, CircuitRow.n_edges
+        theirs = case((and_(total.is_not(None), total > 0, item.score.is_not(None)), func.abs(item.score) / total),
+                      else_=1.0 / func.nullif(n, 0))
+        smaller = case((theirs < query.c.w, theirs), else_=query.c.w)
+        statement = (select(item.circuit_id, func.count(), func.sum(smaller)).select_from(query)
+                     .join(item, on).join(CircuitRow, CircuitRow.id == item.circuit_id).group_by(item.circuit_id))
+        if not all_models:
+            statement = statement.join(ModelRow, ModelRow.id == CircuitRow.model_id).where(ModelRow.name == record.model)
+        yield from session.execute(statement)
+
+
+def _edge_parts(key: str) -> tuple[str, str, str]:
+    """An edge key as its stored columns, checked (an edge that cannot exist is refused, not searched for)."""
+    edge = parse_edge(key)
+    return edge.src.key, edge.dst.key, edge.input or ""
+
+
+def _sizes(session: Session, ids: Iterable[int], level: str) -> dict[int, int]:
+    size = CircuitRow.n_components if level == "nodes" else CircuitRow.n_edges
+    wanted = sorted(ids)
+    out: dict[int, int] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        rows = session.execute(select(CircuitRow.id, size).where(CircuitRow.id.in_(wanted[i:i + _CHUNK])))
+        out.update((circuit_id, n) for circuit_id, n in rows)
+    return out
+
+
+def _compared(session: Session, record: CircuitRecord, level: str, all_models: bool) -> int:
+    query = select(func.count()).select_from(CircuitRow).where(CircuitRow.id != record.id)
+    if level == "edges":
+        query = query.where(CircuitRow.edges_known.is_(True))
+    if not all_models:
+        query = query.join(ModelRow, ModelRow.id == CircuitRow.model_id).where(ModelRow.name == record.model)
+    return session.scalar(query) or 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Containment
+
+
+@dataclass(frozen=True)
+class Containing:
+    """The circuits that contain everything asked; ``skipped``: circuits not searched for edges or a path because
+    they list nodes only."""
+
+    circuits: tuple[CircuitSummary, ...]
+    asked: dict[str, Any]
+    skipped: int = 0
+
+
+def containing(session: Session, *, nodes: Sequence[str] = (), edges: Sequence[str] = (), path: Sequence[str] = (),
+               circuit: Optional[str] = None, model: Optional[str] = None) -> Containing:
+    """The circuits whose kept nodes include all ``nodes``, whose kept edges include all ``edges``, with a directed
+    path through ``path`` in that order (``catalog.graphs.path_through``), and that contain all of ``circuit``
+    (its kept edges, or its heads and MLPs when it lists nodes only): every condition given must hold."""
+    node_keys = sorted({parse_node(k).key for k in nodes}, key=parse_node)
+    edge_keys = [_edge_parts(k) for k in dict.fromkeys(edges)]
+    path_keys = [parse_node(k).key for k in path]
+    if path and len(path_keys) < 2:
+        raise InvalidCircuit("--path: give at least two nodes, in order (e.g. a0.1,a9.1,logits)")
+    asked: dict[str, Any] = {"nodes": node_keys, "edges": [edge_key(*e) for e in edge_keys], "path": path_keys}
+    asked = {k: v for k, v in asked.items() if v}
+    exclude: Optional[int] = None
+    if circuit is not None:
+        record = get_circuit(session, circuit, kept_only=True)
+        exclude, model = record.id, model or record.model
+        asked["circuit"] = circuit
+        if record.edges_known:
+            edge_keys += [(e.src, e.dst, e.input or "") for e in record.kept_edges]
+        else:
+            node_keys += [n.key for n in record.kept_nodes if str(n.kind) in COMPONENTS]
+    if not asked:
+        raise InvalidCircuit("say what to look for: --nodes, --edges, --path or --circuit")
+    candidates: Optional[set[int]] = None
+    if node_keys or path_keys:
+        candidates = _holding_nodes(session, sorted(set(node_keys) | set(path_keys)))
+    if edge_keys:
+        having = _holding_edges(session, sorted(set(edge_keys)))
+        candidates = having if candidates is None else candidates & having
+    assert candidates is not None
+    if exclude is not None:
+        candidates.discard(exclude)
+    skipped = 0
+    if path_keys or edge_keys:
+        with_edges = _edges_known(session, candidates)
+        skipped = len(candidates - with_edges) if path_keys else 0
+        candidates = with_edges
+    if path_keys:
+        candidates = _with_path(session, candidates, path_keys)
+    found = list_circuits(session, model=model, ids=candidates) if candidates else []
+    return Containing(tuple(found), asked, skipped)
+
+
+def _holding_nodes(session: Session, keys: Sequence[str]) -> set[int]:
+    query = (select(NodeRow.circuit_id).where(NodeRow.key.in_(keys), NodeRow.kept == true())
+             .group_by(NodeRow.circuit_id).having(func.count(func.distinct(NodeRow.key)) == len(keys)))
+    return set(session.scalars(query))
+
+
+def _holding_edges(session: Session, keys: Sequence[tuple[str, str, str]]) -> set[int]:
+    counts: dict[int, int] = {}
+    for i in range(0, len(keys), _CHUNK):
+        query = values(column("src", String), column("dst", String), column("inp", String), name="q").data(
+            list(keys[i:i + _CHUNK])).cte("q")
+        statement = (select(EdgeRow.circuit_id, func.count()).select_from(query)
+                     .join(EdgeRow, and_(EdgeRow.src == query.c.src, EdgeRow.dst == query.c.dst,
+                                         EdgeRow.input == query.c.inp, EdgeRow.kept == true()))
+                     .group_by(EdgeRow.circuit_id))
+        for circuit_id, n in session.execute(statement):
+            counts[circuit_id] = counts.get(circuit_id, 0) + n
+    return {c for c, n in counts.items() if n == len(keys)}
+
+
+def _edges_known(session: Session, ids: set[int]) -> set[int]:
+    wanted, out = sorted(ids), set[int]()
+    for i in range(0, len(wanted), _CHUNK):
+        out.update(session.scalars(select(CircuitRow.id).where(CircuitRow.id.in_(wanted[i:i + _CHUNK]),
+                                                               CircuitRow.edges_known.is_(True))))
+    return out
+
+
+def _with_path(session: Session, ids: set[int], path: Sequence[str]) -> set[int]:
+    """Those of ``ids`` with a directed path through ``path`` in order: their kept edges, read a batch at a time."""
+    wanted, out = sorted(ids), set[int]()
+    for i in range(0, len(wanted), _EDGE_CHUNK):
+        batch = wanted[i:i + _EDGE_CHUNK]
+        pairs: dict[int, list[tuple[str, str]]] = {c: [] for c in batch}
+        query = select(EdgeRow.circuit_id, EdgeRow.src, EdgeRow.dst).where(EdgeRow.circuit_id.in_(batch),
+                                                                           EdgeRow.kept == true())
+        for circuit_id, src, dst in session.execute(query):
+            pairs[circuit_id].append((src, dst))
+        out.update(c for c, p in pairs.items() if reaches_in_order(adjacency(p), path))
+    return out
+

@@ -210,6 +210,22 @@ class CircuitSummary:
 
 
 @dataclass(frozen=True)
+class Holding:
+    """A circuit that keeps a node, and the node as it holds it: its score and its role, with who said so. What
+    ``circuits holds`` answers, read without the circuits' other fields (ten thousand may answer)."""
+
+    circuit: str
+    model: str
+    task: Optional[str]
+    key: str
+    score: Optional[float]
+    role: Optional[str]
+    role_score: Optional[float]
+    role_source: Optional[str]
+    role_note: Optional[str]
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One discovery run, from ``running`` to ``succeeded``/``failed``/``interrupted``, or ``lost`` when its
     worker stopped renewing its heartbeat (killed, node lost) without saying how it ended."""

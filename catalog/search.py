@@ -71,32 +71,28 @@ def similar(session: Session, name: str, *, level: str = "nodes", weighted: bool
     if level == "edges" and not record.edges_known:
         raise InvalidCircuit(f"circuit {name!r} lists nodes only: compare it at node level")
     mine = weights(record, level)
-    counts: dict[int, list[float]] = {}
-    for circuit_id, n, min_sum in _shared(session, record, mine, level, all_models):
-        entry = counts.setdefault(circuit_id, [0, 0.0])
-        entry[0] += n
-        entry[1] += float(min_sum or 0.0)
-    counts.pop(record.id, None)
-    summaries = {c.id: c for c in list_circuits(session, ids=counts)} if counts else {}
-    sizes = _sizes(session, counts, level)
-    found = []
-    for circuit_id, (n, min_sum) in counts.items():
-        c, size = summaries[circuit_id], sizes[circuit_id]
-        found.append(Similar(c.name, c.model, c.task, c.method, int(n), size, jaccard(int(n), len(mine), size),
-                             weighted_from_min(min_sum, not mine, size == 0)))
-    key = (lambda s: (-s.weighted, s.name)) if weighted else (lambda s: (-s.jaccard, s.name))
-    found.sort(key=key)
+    shared = _shared(session, mine, level)
+    shared.pop(record.id, None)
+    sizes = _sizes(session, shared, level, None if all_models else record.model)  # other models' drop out here
+    scores = {i: (jaccard(int(shared[i][0]), len(mine), size), weighted_from_min(shared[i][1], not mine, size == 0))
+              for i, (_, size) in sizes.items()}
+    rank = 1 if weighted else 0
+    ranked = sorted(scores, key=lambda i: (-scores[i][rank], sizes[i][0]))
+    chosen = ranked if top is None else ranked[:top]
+    summaries = {c.id: c for c in list_circuits(session, ids=chosen)} if chosen else {}
+    found = tuple(Similar(summaries[i].name, summaries[i].model, summaries[i].task, summaries[i].method,
+                          int(shared[i][0]), sizes[i][1], *scores[i]) for i in chosen)
     return SimilarResult(
         circuit=name, level=level, ranked_by="weighted Jaccard" if weighted else "Jaccard", size=len(mine),
-        compared=_compared(session, record, level, all_models), sharing=len(found),
-        circuits=tuple(found if top is None else found[:top]),
+        compared=_compared(session, record, level, all_models), sharing=len(scores), circuits=found,
     )
 
 
-def _shared(session: Session, record: CircuitRecord, mine: dict[str, float], level: str,
-            all_models: bool) -> Iterable[Any]:
-    """Per other circuit, per chunk of ``mine``: how many keys it shares and Σ min(its weight, mine)."""
+def _shared(session: Session, mine: dict[str, float], level: str) -> dict[int, list[float]]:
+    """Per circuit sharing a kept key with ``mine``: [keys shared, Σ min(its share, mine)], from the kept keys'
+    index alone (a chunk of ``mine`` at a time)."""
     keys = list(mine.items())
+    out: dict[int, list[float]] = {}
     for i in range(0, len(keys), _CHUNK):
         chunk = keys[i:i + _CHUNK]
         item: Any
@@ -104,38 +100,38 @@ def _shared(session: Session, record: CircuitRecord, mine: dict[str, float], lev
             query = values(column("key", String), column("w", Float), name="q").data(chunk).cte("q")
             item, on = NodeRow, and_(NodeRow.key == query.c.key, NodeRow.kept == true(),
                                      NodeRow.kind.in_(COMPONENTS))
-            total, n = CircuitRow.node_mass, CircuitRow.n_components
         else:
             rows = [(*_edge_parts(k), w) for k, w in chunk]
             query = values(column("src", String), column("dst", String), column("inp", String),
                            column("w", Float), name="q").data(rows).cte("q")
             item, on = EdgeRow, and_(EdgeRow.src == query.c.src, EdgeRow.dst == query.c.dst,
                                      EdgeRow.input == query.c.inp, EdgeRow.kept == true())
-            total, n = CircuitRow.edge_mass, CircuitRow.n_edges
-        theirs = case((and_(total.is_not(None), total > 0, item.score.is_not(None)), func.abs(item.score) / total),
-                      else_=1.0 / func.nullif(n, 0))
-        smaller = case((theirs < query.c.w, theirs), else_=query.c.w)
-        statement = (select(item.circuit_id, func.count(), func.sum(smaller)).select_from(query)
-                     .join(item, on).join(CircuitRow, CircuitRow.id == item.circuit_id).group_by(item.circuit_id))
-        if not all_models:
-            statement = statement.join(ModelRow, ModelRow.id == CircuitRow.model_id).where(ModelRow.name == record.model)
-        yield from session.execute(statement)
+        smaller = case((item.share < query.c.w, item.share), else_=query.c.w)
+        statement = (select(item.circuit_id, func.count(), func.sum(smaller)).select_from(query).join(item, on)
+                     .group_by(item.circuit_id))
+        for circuit_id, n, min_sum in session.execute(statement):
+            entry = out.setdefault(circuit_id, [0, 0.0])
+            entry[0] += n
+            entry[1] += float(min_sum or 0.0)
+    return out
+
+
+def _sizes(session: Session, ids: Iterable[int], level: str, model: Optional[str]) -> dict[int, tuple[str, int]]:
+    """Name and size at ``level`` of each of ``ids`` (those of ``model`` only, when given)."""
+    size = CircuitRow.n_components if level == "nodes" else CircuitRow.n_edges
+    wanted, out = sorted(ids), dict[int, tuple[str, int]]()
+    for i in range(0, len(wanted), _CHUNK):
+        query = select(CircuitRow.id, CircuitRow.name, size).where(CircuitRow.id.in_(wanted[i:i + _CHUNK]))
+        if model is not None:
+            query = query.join(ModelRow, ModelRow.id == CircuitRow.model_id).where(ModelRow.name == model)
+        out.update((circuit_id, (name, n)) for circuit_id, name, n in session.execute(query))
+    return out
 
 
 def _edge_parts(key: str) -> tuple[str, str, str]:
     """An edge key as its stored columns, checked (an edge that cannot exist is refused, not searched for)."""
     edge = parse_edge(key)
     return edge.src.key, edge.dst.key, edge.input or ""
-
-
-def _sizes(session: Session, ids: Iterable[int], level: str) -> dict[int, int]:
-    size = CircuitRow.n_components if level == "nodes" else CircuitRow.n_edges
-    wanted = sorted(ids)
-    out: dict[int, int] = {}
-    for i in range(0, len(wanted), _CHUNK):
-        rows = session.execute(select(CircuitRow.id, size).where(CircuitRow.id.in_(wanted[i:i + _CHUNK])))
-        out.update((circuit_id, n) for circuit_id, n in rows)
-    return out
 
 
 def _compared(session: Session, record: CircuitRecord, level: str, all_models: bool) -> int:

@@ -14,9 +14,10 @@ every circuit, as in ``catalog.compare``) or its edges (``edges``).
   that has no finite score (a published circuit lists no scores), or whose scores sum to 0, weighs its keys
   alike (1/n each): it is then compared by membership, as plain Jaccard does.
 
-The catalog stores every circuit's component count and masses (``CircuitRow.n_components``, ``node_mass``,
-``edge_mass``, written by ``save_circuit`` with ``masses`` below) so that ``catalog.search`` ranks ten thousand
-circuits in SQL without reading them. Pure Python: no database here.
+The catalog stores each kept key's weight with it (``NodeRow.share``, ``EdgeRow.share``, written by
+``save_circuit`` with ``shares`` below), and each circuit's component count and masses (``CircuitRow``), so that
+``catalog.search`` ranks ten thousand circuits in SQL from one index, without reading them. Pure Python: no
+database here.
 """
 
 from __future__ import annotations
@@ -67,14 +68,19 @@ def weight(score: Optional[float], total: Optional[float], n: int) -> float:
     return abs(score) / total
 
 
+def shares(scores: list[Optional[float]]) -> list[float]:
+    """The weights of a circuit's kept keys at one level, from their scores, in the same order."""
+    total = mass(scores)
+    return [weight(score, total, len(scores)) for score in scores]
+
+
 def weights(circuit: CircuitLike, level: str) -> dict[str, float]:
     """Each kept key's weight at ``level`` (``nodes``: heads and MLPs; ``edges``)."""
     if level == "nodes":
         items = [(n.key, n.score) for n in circuit.nodes if n.kept and str(n.kind) in COMPONENTS]
     else:
         items = [(e.key, e.score) for e in circuit.edges if e.kept]
-    total = mass(score for _, score in items)
-    return {key: weight(score, total, len(items)) for key, score in items}
+    return dict(zip((k for k, _ in items), shares([score for _, score in items])))
 
 
 def jaccard(n_shared: int, n_a: int, n_b: int) -> float:

@@ -256,6 +256,7 @@ class NodeRow(Base):
     role_source: Mapped[Optional[str]] = mapped_column(String(NAME_LEN))
     role_note: Mapped[Optional[str]] = mapped_column(Text)
     attributes: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    share: Mapped[Optional[float]] = mapped_column(Double)  # a kept head's or MLP's weight (catalog.similarity)
 
 
 EDGE_INPUT_CHECK = "input IN ('', 'q', 'k', 'v')"
@@ -283,6 +284,7 @@ class EdgeRow(Base):
     score: Mapped[Optional[float]] = mapped_column(Double)
     score_kind: Mapped[Optional[int]] = mapped_column(SmallInteger)
     kept: Mapped[bool] = mapped_column(Boolean)
+    share: Mapped[Optional[float]] = mapped_column(Double)  # a kept edge's weight (catalog.similarity)
 
 
 SWEEP_JOB_STATUS_CHECK = "status IN ('pending', 'running', 'succeeded', 'failed', 'skipped')"
@@ -340,10 +342,10 @@ class EvaluationRow(Base):
 
 
 # Catalog-scale questions (which circuits hold these edges, which are most like this one) look kept edges up by
-# their endpoints across every circuit: an index over exactly the kept ones, covering the score so that weighted
-# similarity never reads the table (migration 0002).
+# their endpoints across every circuit: an index over exactly the kept ones, covering each edge's share so that
+# weighted similarity never reads the table (migration 0002).
 KEPT_EDGE_INDEX = Index("ix_edge_kept_src_dst_input", EdgeRow.src, EdgeRow.dst, EdgeRow.input, EdgeRow.circuit_id,
-                        EdgeRow.score,
+                        EdgeRow.share,
                         sqlite_where=text("kept = 1"), postgresql_where=text("kept = true"))
 
 CATALOG_TABLES = tuple(Base.metadata.tables)

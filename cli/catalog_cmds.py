@@ -256,17 +256,9 @@ def holds_cmd(node: str, db_url: str, as_json: bool) -> None:
     with catalog_session(db_url) as session:
         found = queries.circuits_holding(session, node)
     rows = [
-        {
-            "circuit": s.name,
-            "model": s.model,
-            "task": s.task,
-            "key": n.key,
-            "role": n.role,
-            "role_source": n.role_source,
-            "role_score": n.role_score,
-            "score": n.score,
-        }
-        for s, n in found
+        {"circuit": h.circuit, "model": h.model, "task": h.task, "key": h.key, "role": h.role,
+         "role_source": h.role_source, "role_score": h.role_score, "score": h.score}
+        for h in found
     ]
     if as_json:
         print_json(rows)

@@ -5,9 +5,10 @@
   marked ``lost``, a new status) and ``sweep_id``.
 - ``evaluation``: every ``circuits evaluate`` result, by the key of what determines it.
 - ``circuit.group_name``: circuits found together to be compared as one (a stability study's resamples).
-- ``circuit.n_components``, ``node_mass``, ``edge_mass``: what catalog-wide similarity needs of each circuit
-  (``catalog.similarity``), computed here for the circuits already stored.
-- ``ix_edge_kept_src_dst_input``: kept edges by their endpoints across circuits, with their scores (which circuits
+- ``circuit.n_components``, ``node_mass``, ``edge_mass`` and ``node.share``, ``edge.share``: what catalog-wide
+  similarity needs of each circuit and each kept key (``catalog.similarity``), computed here for the circuits
+  already stored.
+- ``ix_edge_kept_src_dst_input``: kept edges by their endpoints across circuits, with their shares (which circuits
   contain these edges, which are most like this one).
 
 Existing runs keep their statuses and get no key or heartbeat; existing circuits get no group, and their summary
@@ -93,8 +94,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("node_mass", sa.Double(), nullable=True))
         batch_op.add_column(sa.Column("edge_mass", sa.Double(), nullable=True))
         batch_op.create_index(batch_op.f("ix_circuit_group_name"), ["group_name"], unique=False)
+    with op.batch_alter_table("node", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("share", sa.Double(), nullable=True))
+    with op.batch_alter_table("edge", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("share", sa.Double(), nullable=True))
     fill_summaries()
-    op.create_index("ix_edge_kept_src_dst_input", "edge", ["src", "dst", "input", "circuit_id", "score"],
+    op.create_index("ix_edge_kept_src_dst_input", "edge", ["src", "dst", "input", "circuit_id", "share"],
                     unique=False, sqlite_where=sa.text("kept = 1"), postgresql_where=sa.text("kept = true"))
     with op.batch_alter_table("run", schema=None) as batch_op:
         batch_op.add_column(sa.Column("job_key", sa.String(length=64), nullable=True))
@@ -124,6 +129,16 @@ def fill_summaries() -> None:
                                         AND score IS NULL) THEN NULL
                       ELSE (SELECT sum(abs(score)) FROM edge WHERE edge.circuit_id = circuit.id AND {kept}) END
     """)
+    # Each kept key's share: |score| / its circuit's mass, or 1/n where the mass is NULL or 0 (catalog.similarity).
+    for table, total, count, where in (("node", "node_mass", "n_components", components),
+                                       ("edge", "edge_mass", "n_edges", kept)):
+        op.execute(f"""
+            UPDATE {table} SET share = (
+              SELECT CASE WHEN c.{total} IS NULL OR c.{total} <= 0 OR {table}.score IS NULL THEN 1.0 / c.{count}
+                          ELSE abs({table}.score) / c.{total} END
+              FROM circuit c WHERE c.id = {table}.circuit_id)
+            WHERE {where}
+        """)
 
 
 def downgrade() -> None:
@@ -139,6 +154,9 @@ def downgrade() -> None:
         batch_op.drop_column("job_key")
     op.drop_index("ix_edge_kept_src_dst_input", table_name="edge",
                   sqlite_where=sa.text("kept = 1"), postgresql_where=sa.text("kept = true"))
+    for table in ("edge", "node"):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column("share")
     with op.batch_alter_table("circuit", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_circuit_group_name"))
         batch_op.drop_column("edge_mass")

@@ -12,7 +12,7 @@ from catalog.errors import InvalidCircuit, NotFound
 from catalog.records import EdgeRecord, NewCircuit, NodeRecord
 from catalog.search import containing, similar
 from catalog.similarity import summary, weighted_jaccard, weights
-from catalog.tables import CircuitRow
+from catalog.tables import CircuitRow, EdgeRow, NodeRow
 
 A_EDGES = ["embed->a0.0.q", "a0.0->a1.0.v", "a1.0->logits", "embed->a0.1.k", "a0.1->logits"]
 
@@ -50,6 +50,13 @@ def test_save_stores_the_similarity_summary_each_circuit_needs(catalog: Engine) 
             expected = summary(record)
             assert stored[name] == (expected.n_components, expected.node_mass, expected.edge_mass), name
     assert stored["A"] == (3, 4.0, 5.0)  # heads a0.0 (3), a0.1 (1), a1.0 (0); five edges of 1
+    with session_scope(catalog, read_only=True) as s:  # each kept key carries its weight in its circuit
+        a = queries.get_circuit(s, "A")
+        node_shares = dict(s.execute(select(NodeRow.key, NodeRow.share).where(NodeRow.circuit_id == a.id)).all())
+        edge_shares = {EdgeRecord(src, dst, inp or None).key: share for src, dst, inp, share in s.execute(
+            select(EdgeRow.src, EdgeRow.dst, EdgeRow.input, EdgeRow.share).where(EdgeRow.circuit_id == a.id))}
+    assert node_shares == {"embed": None, "logits": None, **weights(a, "nodes")}
+    assert node_shares["a0.0"] == 0.75 and edge_shares == weights(a, "edges")
     assert stored["B"][1:] == (None, 6.0)  # unscored nodes; three edges of 2
     assert stored["C"][2] is None and stored["N"] == (2, None, None)
 

@@ -155,6 +155,11 @@ def test_upgrading_a_populated_0001_catalog_keeps_its_data(db_url: str) -> None:
     with raw.connect() as conn:  # the similarity summaries are filled in, as save_circuit writes them
         summaries = conn.execute(text("SELECT name, n_components, node_mass, edge_mass FROM circuit ORDER BY id"))
         assert [tuple(r) for r in summaries] == [("old", 1, None, 1.0), ("nodes-only", 2, 3.0, None)]
+        node_shares = conn.execute(text("SELECT key, share FROM node ORDER BY id"))
+        assert [tuple(r) for r in node_shares] == [("embed", None), ("a0.1", 1.0), ("logits", None),
+                                                   ("a0.0", 2 / 3), ("m0", 1 / 3), ("m1", None)]
+        edge_shares = conn.execute(text("SELECT share FROM edge ORDER BY id")).scalars().all()
+        assert edge_shares == [0.5, 0.5, None]  # two kept edges of 0.5; the dropped one has no share
     downgrade_schema(db_url, "0001_initial")  # and back: a lost run becomes interrupted, the rest stays
     raw = create_engine(to_url(db_url))
     with raw.connect() as conn:

@@ -178,7 +178,7 @@ def test_circuits_holding_a_node_give_its_role_in_each(engine: Engine, make_circ
     with session_scope(engine) as s:
         queries.set_role(s, "three", "a1.0", "induction", "user:ada", score=0.9, note="by eye")
         held = queries.circuits_holding(s, "1.0")
-    assert [(c.name, n.key, n.role, n.role_source, n.role_score) for c, n in held] == [
+    assert [(h.circuit, h.key, h.role, h.role_source, h.role_score) for h in held] == [
         ("one", "a1.0", "name mover", "paper", None),
         ("three", "a1.0", "induction", "user:ada", 0.9),
     ]  # "two" scored a1.0 but did not keep it

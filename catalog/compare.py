@@ -24,7 +24,8 @@ from typing import Any, Optional
 
 from catalog.errors import InvalidCircuit
 from catalog.records import CircuitLike, EdgeRecord, NodeRecord
-from discovery.graph import parse_edge, parse_node
+from discovery.graph import NodeKind, parse_edge, parse_node
+from discovery.topology import connected_core
 
 LEVELS: tuple[str, ...] = ("nodes", "edges")
 COMPONENT_KINDS: tuple[str, ...] = ("head", "mlp")
@@ -189,6 +190,15 @@ def overlap(
         shared_edges=sort_keys(shared_edges, "edges"),
         warnings=_model_warnings(circuits),
     )
+
+
+def connected_part(result: Overlap) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The part of the shared sub-circuit that carries anything from ``embed`` to ``logits``: its shared edges
+    that lie on an embed->logits path of shared edges (``discovery.topology.connected_core``), and the heads and
+    MLPs they pass through. Empty when the circuits share no edges, or none is known by its edges."""
+    edges = connected_core(parse_edge(k) for k in result.shared_edges)
+    nodes = {n.key for e in edges for n in (e.src, e.dst) if n.kind in (NodeKind.HEAD, NodeKind.MLP)}
+    return sort_keys(nodes, "nodes"), sort_keys({e.key for e in edges}, "edges")
 
 
 def _check_inputs(circuits: Sequence[CircuitLike], level: str, kinds: Collection[str]) -> None:

@@ -134,3 +134,16 @@ def test_an_edge_without_a_finite_score_weighs_one() -> None:
     c = make_circuit("inf", ["a0.0"], [("embed->a0.0.v", math.inf), ("a0.0->logits", 2.0), ("embed->logits", 1.0)])
     w = edge_weights(c)
     assert w == {"embed->a0.0.v": 1.0, "a0.0->logits": 1.0, "embed->logits": 0.5}
+
+
+def test_the_connected_part_of_a_shared_subcircuit_runs_from_embed_to_logits() -> None:
+    from catalog.compare import connected_part, overlap
+
+    a = make_circuit("a", ["a0.0", "a1.0", "m1"], [("embed->a0.0.v", 1.0), ("a0.0->a1.0.k", 1.0),
+                                                  ("a1.0->logits", 1.0), ("a0.0->m1", 1.0), ("m1->logits", 1.0)])
+    b = make_circuit("b", ["a0.0", "a1.0", "m1"], [("embed->a0.0.v", 1.0), ("a0.0->a1.0.k", 1.0),
+                                                  ("a0.0->m1", 1.0), ("m1->logits", 1.0), ("embed->a1.0.q", 1.0)])
+    # Shared: embed->a0.0.v, a0.0->a1.0.k, a0.0->m1, m1->logits. a0.0->a1.0.k dangles (a1.0->logits is a's only).
+    nodes, edges = connected_part(overlap([a, b], "edges"))
+    assert nodes == ("a0.0", "m1") and edges == ("embed->a0.0.v", "a0.0->m1", "m1->logits")
+    assert connected_part(overlap([load_reference("digits-lan2023"), load_reference("months-lan2023")])) == ((), ())

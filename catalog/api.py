@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Optional
 
@@ -27,9 +28,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from catalog import queries
-from catalog.db import catalog_exists, connect, session_scope
+from catalog.db import catalog_exists, connect, session_scope, to_url
 from catalog.errors import AlreadyExists, CatalogError
 from catalog.records import CircuitRecord, CircuitSummary, RunRecord
+from catalog.sweeps import JobState, SweepJobRecord, SweepRecord
 from catalog.validate import check_name
 from discovery.config import RunConfig, job_key
 from discovery.results import DatasetSpec, DiscoveryResult, ModelSpec
@@ -99,22 +101,29 @@ class Catalog:
                 raise AlreadyExists(f"a circuit named {name!r} already exists; choose another name")
 
     def start(self, config: RunConfig, model: ModelSpec, dataset: DatasetSpec, *,
-              sweep_id: Optional[int] = None) -> int:
-        """Record the run (with its job key) and keep its heartbeat going until it finishes or fails."""
-        from discovery.run import code_version
+              sweep_id: Optional[int] = None, code_version: Optional[str] = None) -> int:
+        """Record the run (with its job key) and keep its heartbeat going until it finishes or fails.
+        ``code_version`` is that of the code that runs it (a sweep worker's; default: this process's)."""
+        from discovery.run import code_version as this_code_version
 
-        version = code_version()
+        version = code_version or this_code_version()
         key = job_key(config, model.weights_hash, dataset.content_hash, version)
         with self.session() as s:
             run_id = queries.start_run(s, config, model, dataset, version, job_key=key, sweep_id=sweep_id).id
         self._heartbeats[run_id] = Heartbeat(self, run_id)
         return run_id
 
-    def finish(self, run_id: int, result: DiscoveryResult, name: Optional[str]) -> CircuitRecord:
+    def finish(self, run_id: int, result: DiscoveryResult, name: Optional[str], *,
+               group: Optional[str] = None) -> CircuitRecord:
+        """Keep the result as a circuit and mark the run succeeded, in one transaction; ``group`` puts the circuit
+        in a group (``catalog.groups``: a stability study's resamples) in that same transaction."""
         self._stop_heartbeat(run_id)
         name = name or default_name(result, run_id)
         with self.session() as s:
-            return queries.save_result(s, run_id, result, name)
+            record = queries.save_result(s, run_id, result, name)
+            if group is not None:
+                queries.set_group(s, record.name, group)
+            return record
 
     def fail(self, run_id: int, status: str, error: str) -> None:
         """Record how a run ended without masking the exception that ended it."""
@@ -133,6 +142,52 @@ class Catalog:
         """Mark ``lost`` the running runs whose heartbeat stopped (``catalog.runs.mark_lost``)."""
         with self.session() as s:
             return queries.mark_lost(s, silent_for)
+
+    # -- sweeps (``catalog.sweeps``; the driver is ``discovery.sweeps.runner``) ---------------------------------
+    @property
+    def single_writer(self) -> bool:
+        """SQLite has one writer at a time: a sweep's results then travel to its driver, which records them.
+        With PostgreSQL every worker records its own (``worker_catalog``)."""
+        return to_url(self.url).get_backend_name() == "sqlite"
+
+    def worker_catalog(self) -> Callable[[], "Catalog"]:
+        """A picklable factory a sweep worker calls to open this catalog for writing, in its own process."""
+        return functools.partial(Catalog, self.url, mode="write")
+
+    def open_sweep(self, name: str, spec: Mapping[str, Any]) -> SweepRecord:
+        with self.session() as s:
+            return queries.open_sweep(s, name, spec)
+
+    def sweep(self, ref: str | int) -> SweepRecord:
+        with self.session(read_only=True) as s:
+            return queries.get_sweep(s, ref)
+
+    def sweeps(self) -> list[SweepRecord]:
+        with self.session(read_only=True) as s:
+            return queries.list_sweeps(s)
+
+    def sweep_jobs(self, sweep_id: int) -> list[SweepJobRecord]:
+        with self.session(read_only=True) as s:
+            return queries.list_sweep_jobs(s, sweep_id)
+
+    def job_state(self, job_key: str, alive_within: dt.timedelta = dt.timedelta(seconds=LOST_AFTER_S)) -> JobState:
+        """Whether a job key is done (or running, its heartbeat fresh) anywhere in the catalog."""
+        if self._engine is None:  # no catalog yet: nothing is done
+            return JobState()
+        with self.session(read_only=True) as s:
+            return queries.job_state(s, job_key, alive_within)
+
+    def save_sweep_job(self, sweep_id: int, job_key: str, **fields: Any) -> SweepJobRecord:
+        with self.session() as s:
+            return queries.save_sweep_job(s, sweep_id, job_key, **fields)
+
+    def update_sweep_job(self, sweep_id: int, job_key: str, **fields: Any) -> SweepJobRecord:
+        with self.session() as s:
+            return queries.update_sweep_job(s, sweep_id, job_key, **fields)
+
+    def end_running_runs(self, sweep_id: int, job_keys: Sequence[str], status: str, error: str) -> list[int]:
+        with self.session() as s:
+            return queries.end_running_runs(s, sweep_id, job_keys, status, error)
 
     def _stop_heartbeat(self, run_id: int) -> None:
         beat = self._heartbeats.pop(run_id, None)

@@ -415,6 +415,7 @@ def _record(circuit: CircuitRow, nodes: Sequence[NodeRecord], edges: Sequence[Ed
         performance=circuit.performance or {},
         metadata=circuit.meta or {},
         created_at=circuit.created_at,
+        group=circuit.group_name,
     )
 
 

@@ -119,6 +119,7 @@ class CircuitRecord:
     performance: Mapping[str, float] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     created_at: Optional[dt.datetime] = None
+    group: Optional[str] = None  # the group it was found with (a stability study's), if any
 
     @property
     def kept_nodes(self) -> tuple[NodeRecord, ...]:
@@ -249,6 +250,24 @@ class RunRecord:
     job_key: Optional[str] = None
     heartbeat_at: Optional[dt.datetime] = None
     sweep_id: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class NewEvaluation:
+    """An evaluation to keep (``catalog.evaluations.save_evaluation``): the circuit measured, the key of everything
+    that determined the figures, and what ``EvaluationRecord`` holds."""
+
+    circuit: str
+    eval_key: str
+    model: str
+    task: str
+    metric: str
+    ablation: str
+    level: str
+    settings: Mapping[str, Any]
+    results: Mapping[str, Any]
+    dataset_hash: Optional[str] = None
+    code_version: Optional[str] = None
 
 
 @dataclass(frozen=True)

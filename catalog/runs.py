@@ -55,6 +55,8 @@ def start_run(
     settings = config.as_dict()
     if dataset is not None and dataset.filter is not None:
         settings["filter_kept"] = {"kept": dataset.size, "of": dataset.drawn}
+    if dataset is not None and dataset.resample is not None:
+        settings["resample"] = dataset.resample  # the bootstrap seed of a stability study's run
     run = RunRow(
         method=config.method,
         metric=config.metric,
@@ -149,6 +151,7 @@ def _new_circuit(result: DiscoveryResult, name: str, task: Optional[str]) -> New
             # The shape travels with the circuit, so exports (EAP-IG's cfg) work for any model, toy included.
             "model_shape": {"n_layers": result.model.n_layers, "n_heads": result.model.n_heads,
                             "d_model": result.model.d_model},
+            **({"resample": result.dataset.resample} if result.dataset.resample is not None else {}),
         },
     )
 

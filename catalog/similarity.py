@@ -24,22 +24,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Optional
 
 from catalog.records import CircuitLike
 
 LEVELS = ("nodes", "edges")
 COMPONENTS = ("head", "mlp")
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What similarity needs of a circuit at both levels: kept heads and MLPs, and the two masses."""
-
-    n_components: int
-    node_mass: Optional[float]
-    edge_mass: Optional[float]
 
 
 def mass(scores: Iterable[Optional[float]]) -> Optional[float]:
@@ -50,15 +40,6 @@ def mass(scores: Iterable[Optional[float]]) -> Optional[float]:
             return None
         total, seen = total + abs(score), True
     return total if seen else None
-
-
-def summary(circuit: CircuitLike) -> Summary:
-    components = [n for n in circuit.nodes if n.kept and str(n.kind) in COMPONENTS]
-    return Summary(
-        n_components=len(components),
-        node_mass=mass(n.score for n in components),
-        edge_mass=mass(e.score for e in circuit.edges if e.kept) if circuit.edges_known else None,
-    )
 
 
 def weight(score: Optional[float], total: Optional[float], n: int) -> float:

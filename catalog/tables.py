@@ -227,7 +227,7 @@ class CircuitRow(Base):
     # What catalog-wide similarity needs of every other circuit without reading its nodes or edges
     # (``catalog.similarity``): its kept heads and MLPs, and the total |score| of its kept components and edges
     # (NULL where one of them has no finite score: its items then weigh alike).
-    n_components: Mapped[int] = mapped_column(Integer, default=0)
+    n_components: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # as migration 0002 adds it
     node_mass: Mapped[Optional[float]] = mapped_column(Double)
     edge_mass: Mapped[Optional[float]] = mapped_column(Double)
 

@@ -12,7 +12,7 @@ import click
 
 from catalog import queries
 from catalog.db import SchemaState, schema_state, upgrade_schema
-from catalog.records import CircuitRecord, CircuitSummary, NodeRecord, RunRecord
+from catalog.records import RUN_STATUSES, CircuitRecord, CircuitSummary, NodeRecord, RunRecord
 from cli.options import FINITE, catalog_session, db_option, fmt, json_option, print_json, print_table
 
 
@@ -168,6 +168,7 @@ def _circuit_json(record: CircuitRecord) -> dict[str, Any]:
         "method": record.method,
         "threshold": record.threshold,
         "run_id": record.run_id,
+        "group": record.group,
         "edges_known": record.edges_known,
         "performance": dict(record.performance),
         "metadata": dict(record.metadata),
@@ -190,6 +191,7 @@ def _print_circuit(record: CircuitRecord, recut: bool) -> None:
             ("method", record.method),
             ("threshold", f"{fmt(record.threshold)} (re-cut from stored scores)" if recut else record.threshold),
             ("citation", record.citation),
+            ("group", record.group),
             ("nodes", f"{len(record.kept_nodes)} kept"),
             ("edges", edges if record.edges_known else "not known (the source lists nodes only)"),
             ("performance", performance),
@@ -323,9 +325,9 @@ def _short(text: Optional[str], width: int = 60) -> Optional[str]:
 @click.command("runs")
 @click.option(
     "--status",
-    type=click.Choice(["running", "succeeded", "failed", "interrupted"]),
+    type=click.Choice(list(RUN_STATUSES)),
     default=None,
-    help="Only runs with this status.",
+    help="Only runs with this status (lost: its worker stopped renewing its heartbeat, killed or its node lost).",
 )
 @db_option
 @json_option

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Optional
 import click
 
 from catalog import queries
-from catalog.compare import Diff, Overlap, diff, overlap
+from catalog.compare import Diff, Overlap, connected_part, diff, overlap
 from catalog.errors import CatalogError, NotFound
+from catalog.formats.graphs import GRAPH_FORMATS
 from catalog.interchange import DEFAULT_MODEL, READ_FORMATS, WRITE_FORMATS, read_circuit_file, write_circuit_file
 from catalog.records import CircuitRecord, NewCircuit
 from catalog.reference import list_references, load_reference, reference_names
-from catalog.render import render
+from catalog.render import PAGES, DrawOptions, check_edges_choice, parse_layers, render
 from cli.options import catalog_session, db_option, info, json_option, print_json, print_table
 from discovery.graph import NodeKind
 
@@ -48,29 +49,70 @@ def _keys(keys: Sequence[str]) -> str:
               help="Compare components (heads and MLPs) or edges.")
 @click.option("--kind", "kinds", type=click.Choice(["head", "mlp"]), multiple=True,
               help="At node level, compare only heads or only MLPs (repeatable; default both).")
+@click.option("--null", "null", type=click.Choice(["random"]), default=None,
+              help="Test whether each pair shares more than random circuits of the same sizes do: random heads and "
+              "MLPs in the same numbers (nodes), random connected circuits (edges).")
+@click.option("--samples", type=click.IntRange(1, 1_000_000), default=1000, show_default=True,
+              help="With --null: random draws of each pair.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True, help="With --null: the seed.")
+@click.option("--correction", type=click.Choice(["holm", "bh", "none"]), default="holm", show_default=True,
+              help="With --null: multiple-comparison correction over the pairs: Holm-Bonferroni (family-wise error), "
+              "Benjamini-Hochberg (false discovery rate) or none.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Draw the Jaccard matrix (with the null's intervals under --null) to this file (.png, .pdf, .svg).")
+@click.option("--connected", is_flag=True,
+              help="Also the part of the shared sub-circuit connected from embed to logits by shared edges.")
 @db_option
 @json_option
-def overlap_cmd(circuits: tuple[str, ...], level: str, kinds: tuple[str, ...], db_url: str, as_json: bool) -> None:
+def overlap_cmd(circuits: tuple[str, ...], level: str, kinds: tuple[str, ...], null: Optional[str], samples: int,
+                seed: int, correction: str, plot: Optional[Path], connected: bool, db_url: str, as_json: bool) -> None:
     """What two or more circuits share: the shared keys, the Jaccard matrix, and which circuits hold each key.
 
     Only kept nodes and edges count; embed and logits, in every circuit, are left out at node level.
-    Circuits known only by their nodes compare at node level.
+    Circuits known only by their nodes compare at node level. With --null random, each pair's shared count is
+    compared with that of random circuits of the same sizes: the expected overlap, its 95 % interval, and a
+    one-sided p-value ((k+1)/(n+1)), corrected over the pairs (Holm-Bonferroni by default).
 
     Example:
 
     \b
         circuits overlap digits-lan2023 numwords-lan2023 months-lan2023 --kind head
+        circuits overlap digits-lan2023 numwords-lan2023 months-lan2023 --null random --samples 1000
         circuits overlap ioi-wang2022 ioi-acdc --level edges --json
+        circuits overlap toy-digits-acdc toy-months-acdc --level edges --connected
     """
+    from cli import stats_cmds
+
     if len(circuits) < 2:
         raise click.UsageError("give at least two circuits to compare")
-    result = overlap(_load(db_url, circuits), level, kinds=kinds or ("head", "mlp"))
+    if null is None and (samples != 1000 or seed != 0 or correction != "holm"):
+        raise click.UsageError("--samples, --seed and --correction go with --null random")
+    stats_cmds.check_plot(plot)
+    records = _load(db_url, circuits)
+    result = overlap(records, level, kinds=kinds or ("head", "mlp"))
+    tests = []
+    if null is not None:
+        with catalog_session(db_url) as session:
+            shape = stats_cmds.model_shape(session, records)
+        tests = stats_cmds.overlap_significance(records, level, kinds or ("head", "mlp"), samples, seed, correction,
+                                                shape)
+    if plot is not None:
+        from catalog.figures import plot_overlap_matrix
+
+        plot_overlap_matrix(result.circuits, result.jaccard, tests, plot)
+        info(f"drew the overlap matrix to {plot}")
+    core = connected_part(result) if connected else None
     if as_json:
         for warning in result.warnings:
             info(f"warning: {warning}")
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), **({"significance": [t.to_dict() for t in tests]} if null else {}),
+                    **({"connected": {"nodes": list(core[0]), "edges": list(core[1])}} if core else {})})
     else:
         print_overlap(result)
+        if core is not None:
+            click.echo(f"connected from embed to logits: {len(core[0])} heads and MLPs, {len(core[1])} edges"
+                       + (f": {_keys(core[1])}" if core[1] else " (the circuits share no embed->logits path)"))
+        stats_cmds.print_significance(tests)
 
 
 def print_overlap(result: Overlap) -> None:
@@ -139,34 +181,67 @@ def _print_diff(d: Diff) -> None:
 
 
 @click.command("render")
-@click.argument("circuits", nargs=-1, required=True)
+@click.argument("circuits", nargs=-1)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The drawing: .pdf, .svg or .png (needs Graphviz's dot), or .dot for the text.")
 @click.option("--title", default=None, help="Title over the diagram (default: the circuits' names).")
+@click.option("--edges", "edge_choice", default="all", show_default=True, metavar="all|shared|none|top:N",
+              help="Which edges: all kept, those every circuit keeps, none, or the N with the largest |score|.")
+@click.option("--group", type=click.Choice(["roles"]), default=None,
+              help="roles: a box around each role class's nodes, as the IOI paper draws its circuit.")
+@click.option("--layers", default=None, metavar="FIRST-LAST", help="Only these layers (e.g. 7-11).")
+@click.option("--concentrate", is_flag=True, help="Merge parallel edges (Graphviz's edge concentration).")
+@click.option("--page", type=click.Choice(list(PAGES)), default=None,
+              help="Scale the drawing down to fit this page's printable area.")
+@click.option("--stability", "stability_group", default=None, metavar="GROUP",
+              help="Draw a group of circuits (`circuits stability`'s) as one, each node filled by the share of "
+              "the group's circuits that keep it.")
 @db_option
-def render_cmd(circuits: tuple[str, ...], output: Path, title: Optional[str], db_url: str) -> None:
+def render_cmd(circuits: tuple[str, ...], output: Path, title: Optional[str], edge_choice: str,
+               group: Optional[str], layers: Optional[str], concentrate: bool, page: Optional[str],
+               stability_group: Optional[str], db_url: str) -> None:
     """Draw one or more circuits as a layered diagram, embed at the bottom and logits on top.
 
-    With several circuits, shared nodes are gold and each circuit's own nodes take its colour.
+    With several circuits, shared nodes are gold and each circuit's own nodes take its colour. Edges are blue
+    (positive score) or red (negative), as wide as their |score|; the legend says what was left out.
 
     Example:
 
     \b
         circuits render ioi-wang2022 -o ioi.svg
-        circuits render digits-lan2023 numwords-lan2023 months-lan2023 -o lan.pdf
+        circuits render digits-lan2023 numwords-lan2023 months-lan2023 --page a4 -o lan.pdf
+        circuits render ioi-wang2022 --group roles --edges none --page a4 -o ioi-roles.pdf
+        circuits render toy-digits-eap --edges top:30 --page a4 -o digits-top30.pdf
+        circuits render --stability toy-digits-eap-stability-prompts --edges shared -o stability.pdf
     """
+    if bool(circuits) == bool(stability_group):
+        raise click.UsageError("give the circuits to draw, or --stability GROUP")
+    frequency: dict[str, float] = {}
+    if stability_group:
+        from catalog.stats import circuit_keys, frequencies
+
+        with catalog_session(db_url) as session:
+            circuits = tuple(queries.list_group(session, stability_group))
+        if not circuits:
+            raise NotFound(f"no circuit is in group {stability_group!r} (`circuits stability` makes groups)")
     records = _load(db_url, circuits)
-    render(records, output, title=title)
-    info(f"drew {', '.join(circuits)} to {output}")
+    if stability_group:
+        frequency = frequencies([circuit_keys(r, "nodes") for r in records], "nodes")
+        title = title or f"{stability_group}: how often each node is kept, over {len(records)} circuits"
+    options = DrawOptions(edges=check_edges_choice(edge_choice), group=group, concentrate=concentrate, page=page,
+                          layers=parse_layers(layers) if layers else None, frequency=frequency)
+    render(records, output, title=title, options=options)
+    info(f"drew {stability_group or ', '.join(circuits)} to {output}")
 
 
 @click.command("export")
 @click.argument("circuit")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="The JSON file (a folder with --to mib).")
+              help="The file (a folder with --to mib).")
 @click.option("--to", "fmt", type=click.Choice([*WRITE_FORMATS, "mib"]), default="native", show_default=True,
               help="native: this catalog's format; eap-ig: EAP-IG's graph JSON; mib: MIB's submission folder "
-              "({task}_{model}/importances.json).")
+              "({task}_{model}/importances.json); graphml, gexf, cytoscape: graph tools' files (yEd, Gephi, "
+              "Cytoscape), whole and lossless.")
 @click.option("--mib-binary", is_flag=True,
               help="With --to mib: MIB's other layout, one circuit at each of 0, 0.1, ... 50 %% of the edges.")
 @db_option
@@ -182,6 +257,7 @@ def export_cmd(circuit: str, output: Path, fmt: str, mib_binary: bool, db_url: s
         circuits export ioi-wang2022 -o ioi.json
         circuits export ioi-eap -o ioi-eap.json --to eap-ig
         circuits export ioi-eap -o submission/ --to mib
+        circuits export ioi-eap -o ioi-eap.graphml --to graphml
     """
     if mib_binary and fmt != "mib":
         raise click.UsageError("--mib-binary goes with --to mib")
@@ -212,7 +288,8 @@ def import_cmd(file: Path, fmt: str, name: Optional[str], model: Optional[str], 
     """Add a circuit from a JSON file; a malformed or inconsistent file is refused with the reason.
 
     Other tools' files: eap-ig (EAP-IG graph JSON), auto-circuit (edge names to scores and/or a kept
-    list), acdc (pairs of hook names), seqcont (Lan et al.'s heads and MLPs). See catalog/interchange.py.
+    list), acdc (pairs of hook names), seqcont (Lan et al.'s heads and MLPs), and graphml, gexf or cytoscape
+    files written by `circuits export` (they carry the circuit's name and model). See catalog/interchange.py.
 
     Example:
 
@@ -221,8 +298,9 @@ def import_cmd(file: Path, fmt: str, name: Optional[str], model: Optional[str], 
         circuits import graph.json --from eap-ig --name ioi-eapig --task ioi
         circuits import numerals_circuit_thres_0.8.json --from seqcont --name digits-mine --task digits
     """
-    assumed = fmt != "native" and model is None
-    if fmt != "native":
+    named = fmt == "native" or fmt in GRAPH_FORMATS  # the file says its circuit's name and model
+    assumed = not named and model is None
+    if not named:
         name = name or file.stem
     new = read_circuit_file(file, fmt, name=name, model=model, task=task)
     with catalog_session(db_url, mode="create") as session:

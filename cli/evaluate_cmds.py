@@ -4,6 +4,10 @@ Unless told otherwise a circuit is evaluated the way it was made: a published ci
 (its ``evaluation`` record: IOI's mean over the ABC prompts at node level, greater-than's 01 patching, Lan et al.'s
 mean over random members), a discovered one with its run's ablation and corruption, anything else with MIB's
 counterfactual patching; the output says which and why.
+
+Every measurement is kept in the catalog (``catalog.evaluations``) under the key of what determined it, and asking
+again reads it instead of loading the model (``cli.measure``); ``--fresh`` measures again. ``circuits evaluations``
+lists what is kept.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from typing import Any, Optional
 
 import click
 
-from cli.options import db_option, info, json_option, print_json, print_table, run_options
+from cli.measure import Ask, Bench, check_plot, fresh_option, identify, keep, look_up, make_ask, measure, say_reused
+from cli.options import catalog_session, db_option, info, json_option, print_json, print_table, run_options
 
 
 def circuit_parts(record: Any, graph: Any) -> tuple[list[Any], Optional[list[Any]]]:
@@ -50,21 +55,25 @@ def scored_edges(record: Any, graph: Any) -> list[tuple[Any, float]]:
 @click.option("--random", "n_random", type=click.IntRange(0, 10_000), default=0,
               help="Also evaluate N random connected circuits of the same size.")
 @click.option("--ablate-shared-with", "other", default=None,
-              help="Also ablate the nodes this circuit shares with another circuit, and report what is lost.")
+              help="Also ablate the nodes this circuit shares with another circuit, and report what is lost "
+              "(for every pair of circuits and both tasks, see `circuits dissociation`).")
 @click.option("--curve", is_flag=True, help="MIB's faithfulness curve over the top k %% of the run's edges, CPR, CMD.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --curve: draw the curves of all the circuits given to this file (.png, .pdf, .svg).")
+@fresh_option
 @db_option
 @json_option
 def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optional[str], metric: Optional[str],
              ablation: Optional[str], corruption: Optional[str], n_prompts: Optional[int], seed: int, device: str,
              dtype: str, positions: Optional[str], correctness_filter: bool, level: Optional[str], n_random: int,
-             other: Optional[str], curve: bool, plot: Optional[Path], db_url: str, as_json: bool) -> None:
+             other: Optional[str], curve: bool, plot: Optional[Path], fresh: bool, db_url: str, as_json: bool) -> None:
     """Measure stored circuits by ablating everything outside them, on a model and a task.
 
-    Reports the metric, the share of the model's performance kept (m(C)/m(model)), MIB's faithfulness
-    ((m(C) - m(empty)) / (m(model) - m(empty))), KL from the model and accuracy. Defaults follow how the (first)
-    circuit was made: a published circuit as its paper evaluated it, a discovered one as its run ablated.
+    Reports the metric (with its spread over the prompts), the share of the model's performance kept
+    (m(C)/m(model)), MIB's faithfulness ((m(C) - m(empty)) / (m(model) - m(empty))), KL from the model and
+    accuracy. Defaults follow how the (first) circuit was made: a published circuit as its paper evaluated it, a
+    discovered one as its run ablated. Every figure is kept in the catalog; the same question asked again is read
+    from it without loading the model (--fresh measures again; `circuits evaluations` lists them).
 
     Example:
 
@@ -73,14 +82,12 @@ def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optiona
         circuits evaluate toy-digits-acdc --ablate-shared-with toy-months-acdc
         circuits evaluate toy-digits-acdc toy-digits-eap --curve --plot curves.png
     """
-    from catalog import Catalog
     from discovery.config import resolve_common
-    from discovery.patching import prepare
-    from discovery.pipeline import load_experiment
 
     if plot is not None and not curve:
         raise click.UsageError("--plot draws the faithfulness curve: add --curve")
-    with Catalog(db_url, mode="read") as catalog, catalog.session(read_only=True) as session:
+    check_plot(plot)
+    with catalog_session(db_url) as session:
         from catalog.queries import get_circuit
 
         records = [get_circuit(session, name) for name in circuits]
@@ -95,67 +102,111 @@ def evaluate(circuits: tuple[str, ...], model_name: Optional[str], task: Optiona
                             n_prompts=n_prompts, seed=seed, positions=positions, device=device, dtype=dtype,
                             correctness_filter=correctness_filter)
     level = level or defaults["level"]
-    model, dataset = load_experiment(common)
-    setup = prepare(model, dataset, metric=common["metric"], ablation=common["ablation"], seed=seed,
-                    positions=common["positions"])
-    rows = [_evaluate_one(setup, record, level, n_random, other_record, seed) for record in records]
-    curves = _curves(setup, records) if curve else {}
+    for record in records:
+        _check_level(record, level)
+    identity = identify(common["model"])
+    asks = {r.name: _asks(identity, r, common, level, n_random, other_record, curve) for r in records}
+    every = [a for group in asks.values() for a in group.values()]
+    look_up(db_url, every, fresh)
+    measured = measure(every, Bench(), _compute)
+    curves = _curves(asks)
     if plot is not None:
         from discovery.evaluation import plot_curves
 
-        plot_curves(curves, plot)
+        plot_curves(curves, plot)  # before anything is kept: a figure that cannot be written keeps nothing
         info(f"drew the faithfulness curves to {plot}")
-    context = {"model": common["model"], "task": common["task"], "metric": setup.metric.name,
+    keep(db_url, measured, identity)
+    say_reused(every)
+    rows = [_row(name, group, other) for name, group in asks.items()]
+    settings = every[0].settings
+    context = {"model": common["model"], "task": common["task"], "metric": common["metric"],
                "ablation": common["ablation"], "corruption": common["corruption"], "level": level,
-               "defaults_from": defaults["from"], "prompts": _prompts(dataset.spec), "seed": seed,
+               "defaults_from": defaults["from"], "prompts": settings.get("prompts"), "seed": seed,
                "positions": common["positions"]}
     if as_json:
-        print_json({**context, "circuits": rows, "curves": {k: v.as_dict() for k, v in curves.items()}})
+        print_json({**context, "circuits": rows, "curves": {k: v.as_dict() for k, v in curves.items()},
+                    "measured": len(measured), "reused": len(every) - len(measured)})
         return
     _print(context, rows, curves)
 
 
-def _prompts(spec: Any) -> str:
-    if spec.filter:
-        return f"kept {spec.size} of {spec.drawn} ({spec.filter} filter)"
-    return str(spec.size)
-
-
-def _evaluate_one(setup: Any, record: Any, level: str, n_random: int, other: Any, seed: int) -> dict[str, Any]:
+def _check_level(record: Any, level: str) -> None:
     from discovery.errors import SettingsError
-    from discovery.evaluation import ablate_shared, compare_to_random, evaluate_circuit
 
-    nodes, edges = circuit_parts(record, setup.graph)
-    if level == "edges" and edges is None:
+    if level == "edges" and not record.edges_known:
         raise SettingsError(f"circuit {record.name} lists nodes only, so it cannot be evaluated at edge level")
-    members = edges if level == "edges" else None
-    row: dict[str, Any] = {"name": record.name, **evaluate_circuit(setup, nodes=nodes, edges=members)}
+
+
+def _asks(identity: Any, record: Any, common: Any, level: str, n_random: int, other: Any,
+          curve: bool) -> dict[str, Ask]:
+    """What to measure of one circuit: itself, and the random baseline, shared-node ablation and curve asked for."""
+    from catalog.evaluations import circuit_hash
+
+    out = {"circuit": make_ask(identity, record, common, level, "circuit")}
     if n_random:
-        row["random"] = compare_to_random(setup, members if members is not None else nodes, n=n_random, seed=seed)
+        out["random"] = make_ask(identity, record, common, level, "random", {"n": n_random, "seed": common["seed"]})
     if other is not None:
-        other_nodes, _ = circuit_parts(other, setup.graph)
-        row["ablate_shared_with"] = {"other": other.name, **ablate_shared(setup, nodes, other_nodes)}
-    return row
-
-
-def _curves(setup: Any, records: list[Any]) -> dict[str, Any]:
-    from discovery.errors import SettingsError
-    from discovery.evaluation import faithfulness_curve
-
-    out = {}
-    for record in records:
-        pairs = scored_edges(record, setup.graph)
-        if not pairs:
-            raise SettingsError(f"{record.name} has no scored edges: a faithfulness curve needs a run's edge scores")
-        out[record.name] = faithfulness_curve(setup, pairs, score_sign=record.metadata.get("score_sign", "metric"))
+        out["ablate-shared"] = make_ask(identity, record, common, "nodes", "ablate-shared",
+                                        {"other": circuit_hash(other, "nodes"), "keep_mlps": False})
+        out["ablate-shared"].inputs["other"] = other
+    if curve:
+        scores = sorted((e.key, e.score) for e in record.edges if e.score is not None)
+        out["curve"] = make_ask(identity, record, common, "edges", "curve",
+                                {"ranking": "mib", "scores": _digest(scores)})
     return out
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value, default=str).encode("utf-8")).hexdigest()
+
+
+def _compute(setup: Any, ask: Ask) -> dict[str, Any]:
+    from discovery.errors import SettingsError
+    from discovery.evaluation import ablate_shared, compare_to_random, evaluate_circuit, faithfulness_curve
+
+    record = ask.record
+    nodes, edges = circuit_parts(record, setup.graph)
+    members = edges if ask.level == "edges" else None
+    if ask.kind == "circuit":
+        return evaluate_circuit(setup, nodes=nodes, edges=members)
+    if ask.kind == "random":
+        return compare_to_random(setup, members if members is not None else nodes, n=ask.params["n"],
+                                 seed=ask.params["seed"])
+    if ask.kind == "ablate-shared":
+        other_nodes, _ = circuit_parts(ask.inputs["other"], setup.graph)
+        return ablate_shared(setup, nodes, other_nodes)
+    pairs = scored_edges(record, setup.graph)
+    if not pairs:
+        raise SettingsError(f"{record.name} has no scored edges: a faithfulness curve needs a run's edge scores")
+    return faithfulness_curve(setup, pairs, score_sign=record.metadata.get("score_sign", "metric")).as_dict()
+
+
+def _curves(asks: dict[str, dict[str, Ask]]) -> dict[str, Any]:
+    from discovery.evaluation.curves import Curve
+
+    return {name: Curve.from_dict(group["curve"].results or {}) for name, group in asks.items() if "curve" in group}
+
+
+def _row(name: str, group: dict[str, Ask], other: Optional[str]) -> dict[str, Any]:
+    base = group["circuit"]
+    row: dict[str, Any] = {"name": name, **(base.results or {}), "reused": base.reused}
+    if "random" in group:
+        row["random"] = group["random"].results
+    if "ablate-shared" in group:
+        row["ablate_shared_with"] = {"other": other, **(group["ablate-shared"].results or {})}
+    return row
 
 
 def _print(context: dict[str, Any], rows: list[dict[str, Any]], curves: dict[str, Any]) -> None:
     click.echo(", ".join(f"{k}: {v}" for k, v in context.items() if v is not None))
-    print_table(["circuit", "level", "size", context["metric"], "kept", "faithfulness", "kl", "accuracy"],
-                [[r["name"], r["level"], r.get("n_edges", r.get("n_nodes")), r["value"], r.get("kept_fraction"),
-                  r["faithfulness"], r["kl"], r["accuracy"]] for r in rows])
+    print_table(["circuit", "level", "size", context["metric"], "± sem", "kept", "faithfulness", "kl", "accuracy",
+                 "measured"],
+                [[r["name"], r["level"], r.get("n_edges", r.get("n_nodes")), r["value"], r.get("value_sem"),
+                  r.get("kept_fraction"), r["faithfulness"], r["kl"], r["accuracy"],
+                  "kept" if r["reused"] else "now"] for r in rows])
     for r in rows:
         if "random" in r:
             rnd = r["random"]
@@ -171,4 +222,4 @@ def _print(context: dict[str, Any], rows: list[dict[str, Any]], curves: dict[str
         curve = next(iter(curves.values()))
         click.echo(f"MIB curves: {curve.rule}")
         print_table(["circuit", "CPR", "CMD", *[f"f@{k:g}" for k in curve.ks]],
-                    [[name, c.cpr, c.cmd, *c.faithfulness] for name, c in curves.items()])
+                    [[name, c.cpr, c.cmd, *c.signed.faithfulness] for name, c in curves.items()])

@@ -26,6 +26,8 @@ from discovery.graph import InvalidKey
 COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("cli.analyze_cmds:analyze_cmd",
                 "Find out what each node of a circuit does, and keep the answer on its nodes."),
+    "contains": ("cli.graph_cmds:contains_cmd", "Which catalog circuits contain all these nodes, edges, a directed "
+                 "path, or all of another circuit."),
     "db": ("cli.catalog_cmds:db_group", "Create, inspect and upgrade the catalog database's schema."),
     "delete": ("cli.catalog_cmds:delete_cmd",
                "Delete a circuit with its nodes, edges and stored scores (its run record stays)."),
@@ -46,8 +48,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("cli.catalog_cmds:list_cmd", "List the catalog's circuits with their kept node and edge counts."),
     "models": ("cli.discover_cmds:models_group",
                "Models discovery can load: the shipped toy model, and hub models already in the local cache."),
+    "neighbors": ("cli.graph_cmds:neighbors_cmd", "What feeds a node of a circuit (--up) or what it feeds "
+                  "(--down), with edge scores and roles."),
     "overlap": ("cli.compare_cmds:overlap_cmd", "What two or more circuits share: the shared keys, the Jaccard "
                 "matrix, and which circuits hold each key."),
+    "paths": ("cli.graph_cmds:paths_cmd", "The strongest directed paths through a circuit's kept edges, strongest "
+              "first."),
     "reference": ("cli.compare_cmds:reference_group", "The published GPT-2 small circuits shipped with the catalog "
                   "(IOI, greater-than, successor, Lan et al.)."),
     "render": ("cli.compare_cmds:render_cmd",
@@ -58,8 +64,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "List discovery runs, oldest first, with their status, circuits and error (times are UTC)."),
     "show": ("cli.catalog_cmds:show_cmd",
              "Show a circuit: its provenance, kept nodes (with roles) and kept edges (with scores)."),
+    "similar": ("cli.graph_cmds:similar_cmd", "Every catalog circuit ranked by its likeness to CIRCUIT: Jaccard, "
+                "and score-weighted Jaccard."),
+    "stats": ("cli.graph_cmds:stats_cmd", "A circuit's shape: nodes and edges per layer and kind, depth, width, "
+              "components, busiest nodes."),
+    "sweep": ("cli.sweep_cmds:sweep_group",
+              "Run a grid of discovery jobs on Ray, each job once: skipped when done, resumed when stopped."),
     "tasks": ("cli.task_cmds:tasks_group", "The tasks circuits are found for, and their prompts as a model's tokens."),
     "toy": ("cli.task_cmds:toy_group", "The embedded toy model: a 4-layer GPT-2 trained here on the built-in tasks."),
+    "dissociation": ("cli.transfer_cmds:dissociation_cmd", "Double dissociation for every pair of circuits: lesion "
+                     "the full model and measure both circuits' tasks."),
+    "evaluations": ("cli.stats_cmds:evaluations_cmd",
+                    "List the evaluations the catalog keeps (of one circuit, or of all), with their figures."),
+    "stability": ("cli.stats_cmds:stability_cmd", "Run one method on N resamples of its prompts (or seeds) and "
+                  "report how stable the circuit it finds is."),
+    "transfer": ("cli.transfer_cmds:transfer_cmd", "Evaluate each circuit on each task: the matrix of faithfulness "
+                 "and kept fraction, beside the full model's."),
 }
 
 
@@ -110,6 +130,9 @@ class CircuitsGroup(click.Group):
             return super().invoke(ctx)
         except (CatalogError, DiscoveryError, InvalidKey) as err:
             raise click.ClickException(first_line(err)) from None
+        except BrokenPipeError:  # `circuits ... | head` closed our stdout: stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+            ctx.exit(141)  # 128 + SIGPIPE
         except OSError as err:  # a file that cannot be read or written: say which and why
             raise click.ClickException(os_error_line(err)) from None
         except KeyboardInterrupt as err:  # Ctrl-C (130) or SIGTERM (143): one line, the run recorded interrupted

@@ -43,7 +43,9 @@ class DatasetSpec:
     """A task's prompts, identified by content: ``content_hash`` is sha256 of the canonical JSON of the token ids.
 
     ``filter`` names the correctness filter that chose these ``size`` prompts out of ``drawn`` (None: no filter,
-    and ``drawn`` is None).
+    and ``drawn`` is None). ``resample`` is the seed of a bootstrap resample of those prompts (drawn with
+    replacement, ``discovery.tasks.filtering.resample``; None: the prompts themselves), so a resampled run can be
+    made again.
     """
 
     task: str
@@ -54,6 +56,7 @@ class DatasetSpec:
     seq_len: Optional[int] = None
     filter: Optional[str] = None
     drawn: Optional[int] = None
+    resample: Optional[int] = None
 
 
 @dataclass(frozen=True)

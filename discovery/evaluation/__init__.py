@@ -1,6 +1,9 @@
 """Evaluating circuits: faithfulness of any circuit, random connected baselines, MIB curves, sub-circuit tests.
 
-- ``circuits``: ``evaluate_circuit``, ``evaluate_masks``, ``compare_to_random``, ``ablate_shared``;
+- ``circuits``: ``evaluate_circuit``, ``evaluate_masks`` (with the metric's spread over prompts), ``compare_to_random``,
+  ``ablate_shared``;
+- ``dissociation``: lesions of the full model for a double dissociation between two tasks' circuits;
+- ``resampling``: a stability study's runs on bootstrap resamples of the prompts, or on other seeds;
 - ``discovery.topology`` (torch-free, shared with the catalog): what "connected" means, ``random_circuits``,
   ``connected_core``;
 - ``curves``: MIB's faithfulness curve (``faithfulness_curve``, ``Curve`` with ``cpr`` / ``cmd``);

@@ -40,14 +40,20 @@ def circuit_mask(setup: PatchSetup, *, nodes: Optional[Iterable[Node]] = None,
 
 
 def evaluate_masks(setup: PatchSetup, masks: Tensor) -> list[dict[str, float]]:
-    """The figures of ``evaluate_circuit`` for each of ``C`` masks ``[C, S, D]``, from one batched run."""
+    """The figures of ``evaluate_circuit`` for each of ``C`` masks ``[C, S, D]``, from one batched run; with the
+    spread of the metric over the prompts (``value_std``, the sample standard deviation, and ``value_sem``, the
+    standard error of the mean; nan with one prompt)."""
     logits = setup.logits(masks)  # [C, B, V]
-    values = setup.metric.value(logits).tolist()
+    per_prompt = setup.metric.per_prompt(logits)  # [C, B]
+    values = per_prompt.mean(-1).tolist()
+    n = int(per_prompt.shape[-1])
+    stds = per_prompt.std(-1, unbiased=True).tolist() if n > 1 else [float("nan")] * len(values)
     kl = _metric(setup, "kl").value(logits).tolist()
     acc = _metric(setup, "accuracy").value(logits).tolist()
     out = []
-    for v, k, a in zip(values, kl, acc):
-        row = {"metric": setup.metric.name, "value": v, **setup.performance(v), "kl": k, "accuracy": a}
+    for v, sd, k, a in zip(values, stds, kl, acc):
+        row = {"metric": setup.metric.name, "value": v, **setup.performance(v), "kl": k, "accuracy": a,
+               "value_std": sd, "value_sem": sd / n**0.5, "n_prompts": n}
         row["performance"] = setup.share(v)
         out.append(row)
     return out

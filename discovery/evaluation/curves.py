@@ -28,7 +28,7 @@ counts); edges without a score rank after every scored edge.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -61,6 +61,11 @@ class Points:
     def as_dict(self) -> dict[str, Any]:
         return {"n_requested": list(self.n_requested), "n_kept": list(self.n_kept), "values": list(self.values),
                 "faithfulness": list(self.faithfulness)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Points":
+        return cls(tuple(int(x) for x in d["n_requested"]), tuple(int(x) for x in d["n_kept"]),
+                   tuple(float(x) for x in d["values"]), tuple(float(x) for x in d["faithfulness"]))
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,14 @@ class Curve:
                 "signed": self.signed.as_dict(), "absolute": self.absolute.as_dict(),
                 "model_value": self.model_value, "empty_value": self.empty_value, "n_edges": self.n_edges,
                 "metric": self.metric}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Curve":
+        """The curve ``as_dict`` wrote (a kept evaluation's results)."""
+        return cls(ks=tuple(float(k) for k in d["ks"]), signed=Points.from_dict(d["signed"]),
+                   absolute=Points.from_dict(d["absolute"]), model_value=float(d["model_value"]),
+                   empty_value=float(d["empty_value"]), n_edges=int(d["n_edges"]), metric=str(d["metric"]),
+                   ranking=str(d["ranking"]))
 
 
 def trapezoid(xs: Sequence[float], ys: Sequence[float]) -> float:

@@ -7,11 +7,13 @@ that of the wrong answer (the last member repeated). The authors scored each pro
 here puts the tokenizer's BOS before the prompt when it has one, whatever the dataset itself does.
 
 A filter needs the model, so it runs where a run loads one (``prepare_dataset``); the kept count and the number
-drawn are recorded on the dataset's spec (``filter``, ``size`` of ``drawn``).
+drawn are recorded on the dataset's spec (``filter``, ``size`` of ``drawn``). ``resample`` draws a bootstrap
+resample of the kept prompts, for stability studies (``circuits stability``).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -60,16 +62,30 @@ def apply_filter(dataset: TaskDataset, rule: str, forward: Forward, bos: Optiona
     return dataset.subset(keep, filter=rule, drawn=dataset.n)
 
 
+def resample(dataset: TaskDataset, seed: int) -> TaskDataset:
+    """A bootstrap resample: as many prompts as the dataset has, drawn from it uniformly WITH replacement by
+    ``random.Random(seed)`` (Python's generator, the same on every machine and version), clean and corrupted prompts
+    and answers kept together; the seed is recorded on the spec (``resample``) and the content hash recomputed.
+    This is how Méloux et al. (2025, arXiv 2510.00845) resample inputs to measure a circuit's stability."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TaskError(f"a resample seed is a whole number >= 0, got {seed!r}")
+    rng = random.Random(seed)
+    return dataset.subset([rng.randrange(dataset.n) for _ in range(dataset.n)], resample=seed)
+
+
 def prepare_dataset(task: Task | str, model: Any, *, n: Optional[int] = None, seed: int = 0,
-                    corruption: Optional[str] = None, correctness_filter: Optional[bool] = None) -> TaskDataset:
-    """A task's dataset for a loaded model: ``n`` prompts drawn (default: the task's own size), tokenized, and
-    filtered by the task's correctness filter when it has one (``correctness_filter=False`` skips it)."""
+                    corruption: Optional[str] = None, correctness_filter: Optional[bool] = None,
+                    resample_seed: Optional[int] = None) -> TaskDataset:
+    """A task's dataset for a loaded model: ``n`` prompts drawn (default: the task's own size), tokenized,
+    filtered by the task's correctness filter when it has one (``correctness_filter=False`` skips it), and, given
+    ``resample_seed``, bootstrap-resampled from the prompts the filter kept (``resample``)."""
     task = get_task(task) if isinstance(task, str) else task
     dataset = build_dataset(task, model.tokenizer, n=n or task.default_n, seed=seed, corruption=corruption)
     rule = task.correctness_filter
-    if rule is None or correctness_filter is False:
-        return dataset
-    return apply_filter(dataset, rule, lambda t: last_logits(model, t), getattr(model.tokenizer, "bos_token_id", None))
+    if rule is not None and correctness_filter is not False:
+        dataset = apply_filter(dataset, rule, lambda t: last_logits(model, t),
+                               getattr(model.tokenizer, "bos_token_id", None))
+    return dataset if resample_seed is None else resample(dataset, resample_seed)
 
 
 def last_logits(model: Any, tokens: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from catalog.db import session_scope
 from catalog.errors import InvalidCircuit, NotFound
 from catalog.records import EdgeRecord, NewCircuit, NodeRecord
 from catalog.search import containing, similar
-from catalog.similarity import summary, weighted_jaccard, weights
+from catalog.similarity import mass, weighted_jaccard, weights
 from catalog.tables import CircuitRow, EdgeRow, NodeRow
 
 A_EDGES = ["embed->a0.0.q", "a0.0->a1.0.v", "a1.0->logits", "embed->a0.1.k", "a0.1->logits"]
@@ -45,10 +45,11 @@ def catalog(engine: Engine) -> Engine:
 def test_save_stores_the_similarity_summary_each_circuit_needs(catalog: Engine) -> None:
     with session_scope(catalog, read_only=True) as s:
         stored = {r.name: (r.n_components, r.node_mass, r.edge_mass) for r in s.scalars(select(CircuitRow))}
-        for name in stored:
+        for name in stored:  # as catalog.similarity defines them
             record = queries.get_circuit(s, name)
-            expected = summary(record)
-            assert stored[name] == (expected.n_components, expected.node_mass, expected.edge_mass), name
+            components = [n for n in record.kept_nodes if n.is_component]
+            edge_mass = mass(e.score for e in record.kept_edges) if record.edges_known else None
+            assert stored[name] == (len(components), mass(n.score for n in components), edge_mass), name
     assert stored["A"] == (3, 4.0, 5.0)  # heads a0.0 (3), a0.1 (1), a1.0 (0); five edges of 1
     with session_scope(catalog, read_only=True) as s:  # each kept key carries its weight in its circuit
         a = queries.get_circuit(s, "A")

@@ -77,6 +77,12 @@ def test_similar_and_contains_across_the_catalog(graphs: str) -> None:
     assert json.loads(run(graphs, "contains", "--circuit", "half", "--json").output)["circuits"] == ["diamond"]
     assert json.loads(run(graphs, "contains", "--circuit", "diamond", "--json").output)["circuits"] == []
     assert "no circuit contains" in run(graphs, "contains", "--nodes", "m1", "--edges", "a0.0->m1").output
+    # diamond and half share embed->a0.0.v, a0.0->a1.0.k, a1.0->logits: one path from embed to logits
+    core = json.loads(run(graphs, "overlap", "diamond", "half", "--level", "edges", "--connected", "--json").output)
+    assert core["connected"] == {"nodes": ["a0.0", "a1.0"],
+                                 "edges": ["embed->a0.0.v", "a0.0->a1.0.k", "a1.0->logits"]}
+    text = run(graphs, "overlap", "diamond", "half", "--connected").output
+    assert "connected from embed to logits: 2 heads and MLPs, 3 edges" in text
 
 
 @pytest.mark.parametrize("args", [
@@ -142,3 +148,23 @@ def test_render_by_roles_draws_through_graphviz(graphs: str, tmp_path: Path) -> 
     out = tmp_path / "d.svg"
     assert run(graphs, "render", "diamond", "--group", "roles", "--page", "a4", "-o", str(out)).exit_code == 0
     assert "cluster_role" in out.read_text()
+
+
+def test_a_stability_group_is_drawn_as_one_with_node_frequency_as_fill(graphs: str, tmp_path: Path) -> None:
+    engine = connect(graphs)
+    with session_scope(engine) as s:
+        for name in ("diamond", "half"):
+            queries.set_group(s, name, "g")
+    engine.dispose()
+    out = tmp_path / "g.dot"
+    result = run(graphs, "render", "--stability", "g", "--edges", "shared", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert 'label="g: how often each node is kept, over 2 circuits"' in text
+    assert 'fillcolor="#08519c", color="#333333", label="0.0\\nfeeder\\n100%"' in text  # in both: darkest
+    assert 'fillcolor="#6baed6", color="#333333", label="0.1\\n50%"' in text  # in one of two
+    assert "in 80-100 % of the circuits" in text and "A: only" not in text
+    assert any(line.split() == ["group", "g"] for line in run(graphs, "show", "half").output.splitlines())
+    assert run(graphs, "render", "diamond", "--stability", "g", "-o", str(out)).exit_code == 2
+    missing = run(graphs, "render", "--stability", "nope", "-o", str(out))
+    assert missing.exit_code == 1 and "no circuit is in group 'nope'" in missing.output

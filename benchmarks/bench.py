@@ -14,23 +14,28 @@ tokens; the corrupted prompts redraw the first 15 tokens and keep the last; one 
 wrong token per prompt. Metric KL (from the clean model), ablation ``patch`` (the corrupted activations).
 
 Rows (``--algos``; each row builds its own PatchSetup, so ``forwards`` counts that row alone):
-  acdc            ACDC over the full graph at ``--tau`` (default 0.01), then, unless ``--realistic-share 0``,
-  acdc-realistic  ACDC at a smaller tau that keeps a realistic 1-5 % of the edges: the engine's cost grows with
-                  the edges kept, and on random weights tau = 0.01 keeps almost none. The tau is the score that
-                  ``--realistic-share`` (default 1 %) of the edges reach in the tau = 0.01 run (each edge's stored
-                  loss rise at its turn), or ``--realistic-tau`` when given. ACDC at that tau keeps more than that
-                  share, since edges kept downstream let upstream edges matter: measured here, tiny 1 of 110
-                  (0.9 %), mid 44 of 1,519 (2.9 %); a share of 2 % gave 11 % and 13 %. Its ``edges_kept`` says what
-                  it kept. Skipped when tau = 0.01 already keeps 1 % or more (the toy model).
+  acdc            ACDC over the full graph at ``--tau`` (default 0.01; on random weights it keeps no edge: the
+                  logits' edges go, and every other receiver is skipped as reaching nothing)
+  acdc-kept       ACDC at the taus that keep about ``--kept`` of the edges (default 1 %, 3 %, 10 %): real
+                  circuits keep edges, and ACDC's cost grows with them (every receiver still connected is
+                  tested). Each tau is found by a short search on the same model and prompts (``find_tau``:
+                  full ACDC runs, the kept fraction interpolated in log-log, until within 25 % of the target)
+                  and recorded in ``--tau-file``, which later runs reuse (``--search`` searches again); the row
+                  says the tau, how it was found, and the fraction actually kept.
   eap             edge attribution patching (with KL: gradient at the ablated point, the method's own default)
   eap-ig          EAP with integrated gradients, 5 steps
   path-patching   path effect of every head on the logits (``path_effects``): ``n_edges`` = the heads
   node-pruning    all heads at threshold 0.8 (with KL the method measures faithfulness, its own convention):
                   ``n_edges`` = heads considered, ``edges_kept`` = heads kept
+ACDC rows also carry the run's batching (``copies`` stacked, ``wasted_copies`` after a wrong guess, ``batches``,
+``mispredicted``) and ``tested`` (edges whose loss was measured).
 
 Timing: per row, wall seconds from building the PatchSetup (clean and corrupted runs) to the method's return,
 with ``torch.cuda.synchronize()`` on CUDA. Excluded, once per shape: making the weights, building the PatchingEngine, and a
 warm-up (a small masked forward and one EAP backward on two prompts). ``setup_seconds`` is the setup's share.
+Memory: ``gpu_peak_gib`` (``torch.cuda.max_memory_allocated``, reset per row) on CUDA; ``rss_peak_gib`` on the CPU,
+the process's peak resident set during the row (Linux's VmHWM, reset per row through ``/proc/self/clear_refs``;
+where that cannot be reset, the process's peak so far, and ``rss_peak_scope`` says so).
 
 ``--deadline S`` (seconds from start): once it has passed, no further row starts, and a running method stops at
 its next progress report; such rows say ``"skipped"`` or ``"incomplete": true`` with no ``seconds``. Our ACDC is
@@ -54,7 +59,17 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
-from common import SHAPES, Shape, cpu_name, load_average, random_prompts, table, write_rows  # noqa: E402
+from common import (  # noqa: E402
+    SHAPES,
+    Shape,
+    cpu_name,
+    load_average,
+    peak_rss_gib,
+    random_prompts,
+    reset_peak_rss,
+    table,
+    write_rows,
+)
 
 from discovery.engine import PatchingEngine  # noqa: E402
 from discovery.graph import NodeKind, head  # noqa: E402
@@ -63,8 +78,7 @@ from discovery.patching import PatchSetup, prepare_from_engine  # noqa: E402
 from discovery.weights import GPT2Weights  # noqa: E402
 
 TOOL = "circuit-catalog"
-REALISTIC_KEPT = (0.01, 0.05)  # the share of edges a realistic ACDC circuit keeps
-ALGOS = ("acdc", "acdc-realistic", "eap", "eap-ig", "path-patching", "node-pruning")
+ALGOS = ("acdc", "acdc-kept", "eap", "eap-ig", "path-patching", "node-pruning")
 
 
 # Shapes (tiny, mid, gpt2-small, gpt2-medium) live in common.py, shared with peer_autocircuit.py.
@@ -247,6 +261,7 @@ class Bench:
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
+        rss_scope = reset_peak_rss()
         sync(self.device)
         t0 = time.perf_counter()
         setup = new_setup(subject)
@@ -268,6 +283,9 @@ class Bench:
         row["forwards"] = setup.forwards
         if cuda:
             row["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
+        else:
+            row["rss_peak_gib"] = peak_rss_gib()
+            row["rss_peak_scope"] = rss_scope
         row.update({k: v for k, v in result.items() if not k.startswith("_")})
         self.add(row)
         return result
@@ -278,23 +296,12 @@ class Bench:
         n_edges = e.graph.n_edges()
         heads = [head(layer, h) for layer in range(e.L) for h in range(e.H)]
         a = self.args
-        acdc_scores: Optional[list[float]] = None
         for algo in algos:
             if algo == "acdc":
-                result = self.timed(subject, "acdc", lambda s: self.acdc(s, a.tau), n_edges, {"tau": a.tau})
-                if result is not None:
-                    acdc_scores = result.get("_scores")
-                if a.realistic_tau or a.realistic_share > 0:
-                    kept = (result or {}).get("kept_fraction")
-                    if not a.realistic_tau and kept is not None and kept >= REALISTIC_KEPT[0]:
-                        self.add(self.base_row(subject, "acdc-realistic") | {
-                            "n_edges": n_edges, "seconds": None,
-                            "skipped": f"tau={a.tau:g} already keeps {kept:.1%} of the edges"})
-                    else:
-                        self.realistic(subject, n_edges, acdc_scores)
-            elif algo == "acdc-realistic":
-                if "acdc" not in algos:
-                    self.realistic(subject, n_edges, None)
+                self.timed(subject, "acdc", lambda s: self.acdc(s, a.tau), n_edges, {"tau": a.tau})
+            elif algo == "acdc-kept":
+                for target in parse_fractions(a.kept):
+                    self.kept_row(subject, n_edges, target)
             elif algo == "eap":
                 self.timed(subject, "eap", lambda s: self.eap(s, n_edges, steps=None), n_edges)
             elif algo == "eap-ig":
@@ -309,31 +316,96 @@ class Bench:
             else:
                 raise SystemExit(f"unknown algo {algo!r}: choose from {', '.join(ALGOS)}")
 
-    def realistic(self, subject: Subject, n_edges: int, scores: Optional[list[float]]) -> None:
+    # -- ACDC at a kept fraction -------------------------------------------------------------------------------
+    def tau_key(self, subject: Subject, target: float) -> str:
+        n, p = subject.tokens.shape
+        return f"{subject.name}/{self.args.dtype}/{n}x{p}/kept={target:g}"
+
+    def kept_row(self, subject: Subject, n_edges: int, target: float) -> None:
+        """ACDC at the tau that keeps about ``target`` of the edges: recorded in ``--tau-file``, else searched."""
         a = self.args
-        if self.past_deadline():  # timed() records the skip
-            self.timed(subject, "acdc-realistic", lambda s: {}, n_edges)
+        extra: dict[str, Any] = {"target_kept": target}
+        if self.past_deadline():
+            self.timed(subject, "acdc-kept", lambda s: {}, n_edges, extra)
             return
-        if a.realistic_tau:
-            tau, how = a.realistic_tau, "given (--realistic-tau)"
-        elif scores:
-            tau = realistic_tau(scores, a.realistic_share, a.tau)
-            how = f"the {1 - a.realistic_share:.3g} quantile of the tau={a.tau:g} run's edge scores"
-        else:
-            row = self.base_row(subject, "acdc-realistic") | {"n_edges": n_edges, "seconds": None}
-            row["skipped"] = "no tau: give --realistic-tau, or run acdc first (its scores choose the tau)"
+        key = self.tau_key(subject, target)
+        taus = read_taus(a.tau_file)
+        fallback = key.replace(f"/{a.dtype}/", f"/{a.tau_dtype_fallback}/") if a.tau_dtype_fallback else key
+        recorded = [k for k in (key, fallback) if k in taus]
+        if recorded and not a.search:
+            found = taus[recorded[0]]
+            extra |= {"tau": found["tau"], "tau_search": found.get("probes"),
+                      "tau_from": f"recorded in {a.tau_file} as {recorded[0]} ({found.get('found_on', '?')})"}
+        elif a.search_probes == 0:
+            row = self.base_row(subject, "acdc-kept") | {"n_edges": n_edges, "seconds": None} | extra
+            row["skipped"] = f"no tau recorded for {key} in {a.tau_file}, and no search (--search-probes 0)"
             self.add(row)
             return
-        self.timed(subject, "acdc-realistic", lambda s: self.acdc(s, tau), n_edges,
-                   {"tau": float(f"{tau:.4g}"), "tau_from": how})
+        else:
+            try:
+                tau, probes = self.find_tau(subject, target)
+            except DeadlinePassed:
+                row = self.base_row(subject, "acdc-kept") | {"n_edges": n_edges, "seconds": None} | extra
+                row["skipped"] = "deadline passed during the search for tau"
+                self.add(row)
+                return
+            extra |= {"tau": tau, "tau_from": "searched in this run", "tau_search": probes}
+            if a.tau_file:
+                taus[key] = {"tau": tau, "probes": probes, "found_on": time.strftime("%Y-%m-%d"),
+                             "device": self.device.type}
+                write_taus(a.tau_file, taus)
+        self.timed(subject, "acdc-kept", lambda s: self.acdc(s, extra["tau"]), n_edges, extra)
+
+    def find_tau(self, subject: Subject, target: float) -> tuple[float, list[dict[str, Any]]]:
+        """A tau keeping within 25 % of ``target`` of the edges: full ACDC runs on the row's model and prompts,
+        the next tau interpolated (or, before the target is bracketed, extrapolated with slope -1) in log(kept)
+        against log(tau). Each probe is cut after ``--probe-seconds``: a probe that slow keeps too many edges."""
+        a = self.args
+        probes: list[dict[str, Any]] = []
+        tau = a.search_start
+        for _ in range(a.search_probes):
+            kept, seconds, cut = self.probe(subject, tau)
+            probes.append({"tau": float(f"{tau:.4g}"), "kept_fraction": None if cut else round(kept, 5),
+                           "seconds": round(seconds, 2), **({"cut": True} if cut else {})})
+            print(f"[bench] search {subject.name} kept~{target:g}: tau {tau:.4g} -> "
+                  f"{'cut (too slow)' if cut else f'{kept:.4f}'} ({seconds:.1f} s)", flush=True)
+            if not cut and abs(kept / target - 1) <= 0.25:
+                return float(f"{tau:.4g}"), probes
+            tau = next_tau(probes, target)
+        done = [p for p in probes if not p.get("cut")]
+        if not done:
+            raise SystemExit(f"no search probe for {subject.name} finished in --probe-seconds")
+        best = min(done, key=lambda p: abs(math.log(max(p["kept_fraction"], 1e-6) / target)))
+        return best["tau"], probes
+
+    def probe(self, subject: Subject, tau: float) -> tuple[float, float, bool]:
+        """(kept fraction, seconds, cut): one ACDC run at ``tau``, stopped after ``--probe-seconds``."""
+        from discovery.methods.acdc import acdc
+
+        limit = time.monotonic() + self.args.probe_seconds
+
+        def progress(done: int, total: int) -> None:
+            if self.past_deadline():
+                raise DeadlinePassed
+            if time.monotonic() > limit:
+                raise ProbeCut
+
+        setup = new_setup(subject)
+        t0 = time.perf_counter()
+        try:
+            out = acdc(setup, threshold=tau, max_batch=self.args.acdc_batch, progress=progress)
+        except ProbeCut:  # how many it would keep is unknown: more than the target, by its cost
+            return math.nan, time.perf_counter() - t0, True
+        return sum(e.kept for e in out.edges) / len(out.edges), time.perf_counter() - t0, False
 
     def acdc(self, setup: PatchSetup, tau: float) -> dict[str, Any]:
         from discovery.methods.acdc import acdc
 
         out = acdc(setup, threshold=tau, max_batch=self.args.acdc_batch, progress=self.progress)
         kept = sum(1 for e in out.edges if e.kept)
-        scores = [e.score for e in out.edges if not math.isnan(e.score)]
-        return {"edges_kept": kept, "kept_fraction": round(kept / max(len(out.edges), 1), 5), "_scores": scores}
+        counts = out.extras["edge_counts"]
+        return {"edges_kept": kept, "kept_fraction": round(kept / max(len(out.edges), 1), 5),
+                "tested": counts["tested_residual"] + counts["tested_qkv_to_head"], **out.extras["batching"]}
 
     def eap(self, setup: PatchSetup, n_edges: int, steps: Optional[int]) -> dict[str, Any]:
         from discovery.methods.eap import eap, eap_ig
@@ -389,14 +461,46 @@ class Bench:
         return self.rows
 
 
-def realistic_tau(scores: list[float], kept: float, tau: float) -> float:
-    """The tau that ``kept`` of the edges reach in one ACDC run's stored scores."""
-    s = torch.tensor(scores, dtype=torch.float64)
-    q = float(torch.quantile(s, 1 - kept))
-    if not q > 0:  # almost every edge is free to remove: take the smallest positive score instead
-        pos = s[s > 0]
-        q = float(pos.min()) if len(pos) else tau * 1e-3
-    return q
+class ProbeCut(Exception):
+    pass
+
+
+def next_tau(probes: list[dict[str, Any]], target: float) -> float:
+    """The next tau to try: log(kept) is about linear in log(tau) near the target; between the closest probes
+    on either side of it, interpolate; before it is bracketed, step with slope -1 (at most 10x)."""
+    done = [p for p in probes if not p.get("cut")]
+    above = [p for p in probes if p.get("cut") or p["kept_fraction"] > target]  # tau too small
+    below = [p for p in done if p["kept_fraction"] < target]  # tau too large
+    if above and below:
+        lo = max(above, key=lambda p: p["tau"])
+        hi = min(below, key=lambda p: p["tau"])
+        if lo.get("cut") or hi["kept_fraction"] <= 0:
+            return math.sqrt(lo["tau"] * hi["tau"])
+        x0, x1 = math.log(lo["tau"]), math.log(hi["tau"])
+        y0, y1 = math.log(lo["kept_fraction"]), math.log(hi["kept_fraction"])
+        x = x0 + (math.log(target) - y0) * (x1 - x0) / (y1 - y0)
+        return math.exp(min(max(x, x0 + 0.1 * (x1 - x0)), x1 - 0.1 * (x1 - x0)))
+    last = probes[-1]
+    if last.get("cut"):
+        return last["tau"] * 3
+    ratio = last["kept_fraction"] / target if last["kept_fraction"] > 0 else 0.1
+    return last["tau"] * min(max(ratio, 0.1), 10.0)
+
+
+def parse_fractions(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def read_taus(path: Optional[str]) -> dict[str, Any]:
+    if not path or not Path(path).exists():
+        return {}
+    return dict(json.loads(Path(path).read_text()))
+
+
+def write_taus(path: str, taus: dict[str, Any]) -> None:
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(sorted(taus.items())), indent=1) + "\n")
+    tmp.replace(path)
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -410,9 +514,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--n-prompts", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=16)
     ap.add_argument("--tau", type=float, default=0.01, help="ACDC's threshold for the acdc row")
-    ap.add_argument("--realistic-share", type=float, default=0.01,
-                    help="acdc-realistic's tau: the score this share of edges reach at --tau (0: no such row)")
-    ap.add_argument("--realistic-tau", type=float, default=0, help="use this tau for acdc-realistic instead")
+    ap.add_argument("--kept", default="0.01,0.03,0.1", help="acdc-kept: the shares of edges to keep")
+    ap.add_argument("--tau-file", help="JSON of the taus found per shape, dtype, prompts and share (read, and "
+                                       "written after a search)")
+    ap.add_argument("--search", action="store_true", help="search every acdc-kept tau again")
+    ap.add_argument("--tau-dtype-fallback", help="with no tau recorded for this dtype, use this dtype's")
+    ap.add_argument("--search-start", type=float, default=1e-3, help="the search's first tau")
+    ap.add_argument("--search-probes", type=int, default=6, help="at most this many ACDC runs per search")
+    ap.add_argument("--probe-seconds", type=float, default=600, help="a search probe is cut after this long")
     ap.add_argument("--acdc-batch", type=int, default=64, help="ACDC's max_batch (candidates per forward)")
     ap.add_argument("--ig-steps", type=int, default=5)
     ap.add_argument("--eap-kept", type=float, default=0.02, help="share of edges EAP keeps (top_k)")

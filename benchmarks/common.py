@@ -62,6 +62,32 @@ def load_average() -> Optional[list[float]]:
         return None
 
 
+def reset_peak_rss() -> str:
+    """Resets this process's peak resident set (Linux: ``5`` to ``/proc/self/clear_refs`` resets VmHWM); returns
+    what ``peak_rss_gib`` will then measure: ``"row"`` or, where it cannot be reset, ``"process"``."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return "row"
+    except OSError:
+        return "process"
+
+
+def peak_rss_gib() -> Optional[float]:
+    """The peak resident set since ``reset_peak_rss`` (VmHWM), or the process's (``ru_maxrss``), in GiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 2**20, 3)
+    except OSError:
+        pass
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+    except (ImportError, OSError):
+        return None
+
+
 def cpu_name() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
@@ -88,8 +114,8 @@ def read_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-COLUMNS = ("tool", "shape", "device", "dtype", "algo", "tau", "n_edges", "edges_kept", "seconds", "forwards",
-           "gpu_peak_gib")
+COLUMNS = ("tool", "shape", "device", "dtype", "n_prompts", "algo", "tau", "n_edges", "edges_kept", "kept_fraction",
+           "seconds", "forwards", "wasted_copies", "rss_peak_gib", "gpu_peak_gib")
 
 
 def fmt(v: Any) -> str:

@@ -8,16 +8,19 @@
 # Stages, most important first; each has an end time (a share of BUDGET seconds from the start, installs included),
 # passed to it as --deadline (no row starts after it, and our methods stop at their next progress report) and
 # enforced by `timeout` a little later. Rows are written to JSON after every row, so a cut stage keeps what it did.
-#   1. ours,  gpt2-small, bfloat16: eap, acdc (tau 0.01), acdc-realistic
+#   1. ours,  gpt2-small, bfloat16: eap, acdc (tau 0.01: keeps nothing), acdc-kept (~1 % of the edges kept)
 #   2. peer,  gpt2-small, float32:  acdc with --acdc-max-edges PEER_EDGES (extrapolated), eap, eap-slow
-#   3. ours,  gpt2-small, float32:  eap, acdc, acdc-realistic (same dtype as the peer)
+#   3. ours,  gpt2-small, float32:  eap, acdc, acdc-kept (~1 %; same dtype as the peer)
 #   4. ours,  gpt2-small, bfloat16: eap-ig, path-patching, node-pruning
-#   5. ours,  gpt2-medium, bfloat16: eap, acdc (if time remains; incomplete rows say so, never extrapolated)
+#   5. ours,  gpt2-medium, bfloat16: eap, acdc at the tau that keeps ~1 % on gpt2-small (incomplete rows say so,
+#      never extrapolated)
+# acdc-kept's tau comes from benchmarks/results/taus.json (found on the CPU, float32, the same 32 prompts; the
+# bfloat16 row uses the float32 tau and says so, and what it kept): no search on the GPU.
 # Then compare.py merges everything into $OUT/gpu.json (and benchmarks/results/gpu.json, which stays on the
 # machine: copy $OUT/gpu.json back) and prints the merged table LAST.
 # Files under $OUT (7): ours-bf16.json peer.json ours-f32.json ours-bf16-more.json ours-medium.json gpu.json log.txt
-# Knobs (environment): BUDGET (seconds, default 400; dry run 20), STAGES (names to run, default all, e.g.
-# STAGES="peer ours-f32" for a second try), PEER_EDGES (default 3000), REALISTIC_SHARE (default 0.01: see bench.py).
+# Knobs (environment): BUDGET (seconds, default 420; dry run 40), STAGES (names to run, default all, e.g.
+# STAGES="peer ours-f32" for a second try), PEER_EDGES (default 3000), KEPT (default 0.01).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -26,7 +29,7 @@ DRY=${CPU:-0}
 T0=$(date +%s)
 
 if [ "$DRY" = 1 ]; then
-  BUDGET=${BUDGET:-20}   # so short that the last stage is cut by its deadline: that path runs too
+  BUDGET=${BUDGET:-40}   # so short that the last stage is cut by its deadline: that path runs too
   MIN_LEFT=2
   OUT=${OUT:-$ROOT/out/bench-gpu-dryrun}
   DEV=cpu; SMALL=tiny; MEDIUM=mid; PEER_EDGES=${PEER_EDGES:-40}; THREADS="--threads 1"
@@ -34,7 +37,7 @@ if [ "$DRY" = 1 ]; then
   RESULTS=$OUT/gpu.json
   [ -x "${PEER[0]}" ] || bash benchmarks/setup-peer-venv.sh
 else
-  BUDGET=${BUDGET:-400}
+  BUDGET=${BUDGET:-420}
   MIN_LEFT=10
   OUT=${OUT:-$ROOT/out/bench-gpu}
   DEV=cuda; SMALL=gpt2-small; MEDIUM=gpt2-medium; PEER_EDGES=${PEER_EDGES:-3000}; THREADS=""
@@ -62,7 +65,11 @@ if [ "$DRY" != 1 ]; then
 fi
 
 STAGES=${STAGES:-ours-bf16 peer ours-f32 ours-bf16-more ours-medium}
-REALISTIC_SHARE=${REALISTIC_SHARE:-0.01}
+KEPT=${KEPT:-0.01}
+TAUS=$ROOT/benchmarks/results/taus.json
+# gpt2-medium's ACDC tau: the one that keeps KEPT on gpt2-small (float32, 32 prompts), else 1e-4
+MEDIUM_TAU=$("${OURS[@]}" -c "import json,sys; t=json.load(open(sys.argv[1])); print(t.get(sys.argv[2], {}).get('tau', 1e-4))" \
+  "$TAUS" "$SMALL/float32/32x16/kept=$KEPT" 2>/dev/null || echo 1e-4)
 
 # stage NAME END_PERCENT COMMAND...: runs COMMAND with --deadline until the stage's end, killed 60 s after it.
 stage() {
@@ -76,16 +83,18 @@ stage() {
   [ "$rc" = 0 ] || say "stage $name: exit status $rc (rows written so far are kept)"
 }
 
-stage ours-bf16 45 "${OURS[@]}" benchmarks/bench.py --device $DEV --dtype bfloat16 --shapes $SMALL \
-  --algos eap,acdc --realistic-share "$REALISTIC_SHARE" --out "$OUT/ours-bf16.json" $THREADS
-stage peer 68 "${PEER[@]}" benchmarks/peer_autocircuit.py --device $DEV --shapes $SMALL \
+KEPT_ARGS=(--kept "$KEPT" --tau-file "$TAUS" --tau-dtype-fallback float32 --search-probes 0)
+[ "$DRY" = 1 ] && KEPT_ARGS=(--kept 0.05 --tau-file "$OUT/taus.json" --search-probes 4 --probe-seconds 5)
+stage ours-bf16 30 "${OURS[@]}" benchmarks/bench.py --device $DEV --dtype bfloat16 --shapes $SMALL \
+  --algos eap,acdc,acdc-kept "${KEPT_ARGS[@]}" --out "$OUT/ours-bf16.json" $THREADS
+stage peer 55 "${PEER[@]}" benchmarks/peer_autocircuit.py --device $DEV --shapes $SMALL \
   --algos acdc,eap,eap-slow --acdc-max-edges "$PEER_EDGES" --out "$OUT/peer.json" $THREADS
-stage ours-f32 81 "${OURS[@]}" benchmarks/bench.py --device $DEV --dtype float32 --shapes $SMALL \
-  --algos eap,acdc --realistic-share "$REALISTIC_SHARE" --out "$OUT/ours-f32.json" $THREADS
-stage ours-bf16-more 90 "${OURS[@]}" benchmarks/bench.py --device $DEV --dtype bfloat16 --shapes $SMALL \
+stage ours-f32 78 "${OURS[@]}" benchmarks/bench.py --device $DEV --dtype float32 --shapes $SMALL \
+  --algos eap,acdc,acdc-kept "${KEPT_ARGS[@]}" --out "$OUT/ours-f32.json" $THREADS
+stage ours-bf16-more 85 "${OURS[@]}" benchmarks/bench.py --device $DEV --dtype bfloat16 --shapes $SMALL \
   --algos eap-ig,path-patching,node-pruning --out "$OUT/ours-bf16-more.json" $THREADS
 stage ours-medium 97 "${OURS[@]}" benchmarks/bench.py --device $DEV --dtype bfloat16 --shapes $MEDIUM \
-  --algos eap,acdc --realistic-share 0 --out "$OUT/ours-medium.json" $THREADS
+  --algos eap,acdc --tau "$MEDIUM_TAU" --out "$OUT/ours-medium.json" $THREADS
 
 say "merging"
 inputs=()

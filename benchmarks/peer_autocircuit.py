@@ -19,7 +19,9 @@ Algorithms (auto-circuit's own functions):
               peer's own harness timed)
 
 Timing: wall seconds of the algorithm call (``torch.cuda.synchronize()`` on CUDA); the model's construction and
-wrapping and one warm-up forward are excluded, as on our side.
+wrapping and one warm-up forward are excluded, as on our side. Memory, as on our side: ``gpu_peak_gib`` on CUDA,
+``rss_peak_gib`` on the CPU (the process's peak resident set during the row, the model included: VmHWM reset at
+the row's start).
 
 ``--acdc-max-edges N``: ACDC visits edges from the last layer back, each edge costing one forward from the layer it
 enters (``edge.dest.module_name``'s block) to the logits. With a cap, the run sees only the first N edges of that
@@ -41,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import resource
 import statistics
 import sys
 import time
@@ -51,7 +52,7 @@ from typing import Any, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch as t
-from common import SHAPES, cpu_name, load_average, random_prompts, table, write_rows
+from common import SHAPES, cpu_name, load_average, peak_rss_gib, random_prompts, reset_peak_rss, table, write_rows
 
 TOOL = "auto-circuit"
 ALGOS = ("acdc", "eap", "eap-ig", "eap-slow")
@@ -283,17 +284,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if dev.type == "cuda":
                     t.cuda.empty_cache()
                     t.cuda.reset_peak_memory_stats(dev)
+                rss_scope = reset_peak_rss()
                 try:
                     if algo == "acdc":
                         cap = args.acdc_max_edges if shape in capped_shapes else 0
                         row.update(run_acdc(model, loader, cfg, dev, args.tau, cap))
+                        # one patched forward of the prompts per edge, from the edge's layer; no batching, no waste
+                        row.update(forwards=model.n_edges * args.n_prompts, wasted_copies=0)
                     else:
                         row.update(run_eap(model, loader, algo))
                 except Exception as err:
                     row.update(seconds=None, failed=f"{type(err).__name__}: {err}"[:300])
                 if dev.type == "cuda":
                     row["gpu_peak_gib"] = round(t.cuda.max_memory_allocated(dev) / 2**30, 3)
-                row["rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+                row["rss_peak_gib"], row["rss_peak_scope"] = peak_rss_gib(), rss_scope
             row.setdefault("extrapolated", False)
             if dev.type == "cpu":
                 row["load_avg"] = load_average()

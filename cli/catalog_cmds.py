@@ -191,7 +191,7 @@ def _print_circuit(record: CircuitRecord, recut: bool) -> None:
             ("method", record.method),
             ("threshold", f"{fmt(record.threshold)} (re-cut from stored scores)" if recut else record.threshold),
             ("citation", record.citation),
-            ("group", record.group),
+            *([("group", record.group)] if record.group else []),  # only circuits filed in a group
             ("nodes", f"{len(record.kept_nodes)} kept"),
             ("edges", edges if record.edges_known else "not known (the source lists nodes only)"),
             ("performance", performance),

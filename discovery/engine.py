@@ -12,7 +12,10 @@ the edge. ``bias_d`` holds the attention output biases of the layers below ``d``
 Why one formula serves every method:
 - ACDC and path patching evaluate many masks at once: ``C`` mask copies are stacked along the batch.
 - Recomputation starts at ``start_layer``: sources below it are read from a cached clean run (valid whenever
-  the masks leave every edge into those layers intact, as ACDC's reverse topological order guarantees).
+  the masks leave every edge into those layers intact, as ACDC's reverse topological order guarantees). With a
+  ``base`` (a circuit already run, as ACDC's current one), every source the copies leave as it was there is read
+  too; the rest is computed once when alike in every copy, per copy otherwise, and at the last position alone
+  when nothing reads it elsewhere (``discovery.masked``).
 - Edge attribution (EAP) needs d(metric)/d(input_d) for every destination: ``probes`` adds a zero tensor
   with ``requires_grad`` to each input, and one backward pass fills all their gradients.
 - Node ablation is a mask whose source row is 0.
@@ -56,6 +59,7 @@ class EngineOutput:
     sources: Optional[Tensor] = None  # [C, S, B, P, d] source outputs, when asked for
     # per layer: heads [B, P, 3H, d] (head-major, then q, k, v), MLP [B, P, d]; then logits [B, P or 1, d]
     probes: list[Tensor] = field(default_factory=list)
+    masked: Optional[MaskedRun] = None  # the masked run, whose copies can become a base (``MaskedRun.adopt``)
 
 
 class PatchingEngine:
@@ -80,6 +84,10 @@ class PatchingEngine:
     def n_up_heads(self, layer: int) -> int:
         """Sources read by the heads of ``layer`` (and by nothing below it): ``sources[:n]``."""
         return 1 + layer * (self.H + 1)
+
+    def layer_of_source(self, s: int) -> int:
+        """The layer of source ``s`` (the embed counts as layer 0; ``n_sources`` gives ``L``)."""
+        return max(s - 1, 0) // (self.H + 1)
 
     def head_dests(self, layer: int) -> slice:
         """Destination columns of layer's heads, ordered head-major then q, k, v."""
@@ -129,6 +137,7 @@ class PatchingEngine:
         all_positions: bool = False,
         positions: Optional[Tensor] = None,
         extra: Optional[tuple[list[int], Tensor]] = None,
+        base: Optional[tuple[Tensor, Tensor]] = None,
     ) -> EngineOutput:
         """Run ``C`` masked copies of the model on ``tokens`` ``[B, P]``.
 
@@ -140,27 +149,59 @@ class PatchingEngine:
         positions: ``[P]`` bool; masks apply only at these positions, elsewhere every edge is kept.
         extra: ``(cols, deltas)``: copy ``c``'s destination ``cols[c]`` gets ``deltas[c]`` ``[B, P, d]`` added to its
         input (``discovery.masked``).
+        base: ``(deltas [S, B, P, d], mask [S, D])``: the source outputs minus ``patch`` of a circuit already run on
+        ``tokens`` (``circuit_deltas``; ACDC's current circuit), whose masks agree with ``masks`` below
+        ``start_layer``: a source whose inputs are as in that circuit in every copy is read, not recomputed.
         """
         B, P = tokens.shape
         if masks is not None and patch is None:
             raise ValueError("masks need patch values")
-        if start_layer > 0 and clean is None:
+        if start_layer > 0 and clean is None and base is None:
             raise ValueError("starting above layer 0 needs the clean run's source outputs")
         if probes and masks is not None:
             # The masked run writes its per-source buffers in place, which autograd cannot differentiate through.
             raise ValueError("probes need the plain model (masks=None)")
-        shared = self._shared_sources(tokens, clean, start_layer, embed)
         run: _PlainRun | MaskedRun
         if masks is None:
+            shared = self._shared_sources(tokens, clean, start_layer, embed)
             run = _PlainRun(self, B, P, shared, start_layer, probes, return_sources)
         else:
             assert patch is not None
-            run = MaskedRun(self, masks, patch, shared, patch_cum, positions, extra)
+            run = self._masked_run(tokens, masks, patch, patch_cum, clean, start_layer, embed, positions, extra,
+                                   base, prune=not return_sources, all_positions=all_positions)
+        self._layers(run, start_layer)
+        logits = run.final(all_positions)
+        return EngineOutput(logits=logits, sources=run.sources() if return_sources else None, probes=list(run.probes),
+                            masked=run if isinstance(run, MaskedRun) else None)
+
+    def circuit_deltas(self, tokens: Tensor, mask: Tensor, *, patch: Tensor, patch_cum: Optional[Tensor] = None,
+                       clean: Optional[Tensor] = None, start_layer: int = 0, positions: Optional[Tensor] = None,
+                       base: Optional[tuple[Tensor, Tensor]] = None, in_place: bool = False) -> Tensor:
+        """One circuit's source outputs minus ``patch``, ``[S, B, P, d]``, without its logits: the ``base`` of later
+        runs (arguments as ``forward``'s; ``mask`` ``[S, D]``). Computed only where the circuit's readers need them
+        (``discovery.masked``), zero elsewhere: a valid base for masks that keep a subset of ``mask``'s edges, as
+        ACDC's later candidates do. ``in_place``: overwrite ``base``'s deltas (no copy; that base is then gone)."""
+        run = self._masked_run(tokens, mask.unsqueeze(0), patch, patch_cum, clean, start_layer, None, positions,
+                               None, base, prune=True, all_positions=False)
+        self._layers(run, start_layer)
+        return run.deltas(in_place=in_place and base is not None)
+
+    def _masked_run(self, tokens: Tensor, masks: Tensor, patch: Tensor, patch_cum: Optional[Tensor],
+                    clean: Optional[Tensor], start_layer: int, embed: Optional[Tensor], positions: Optional[Tensor],
+                    extra: Optional[tuple[list[int], Tensor]], base: Optional[tuple[Tensor, Tensor]], *,
+                    prune: bool, all_positions: bool) -> MaskedRun:
+        S0 = self.n_up_heads(start_layer)
+        if base is not None:
+            given = base[0]
+        else:
+            given = self._shared_sources(tokens, clean, start_layer, embed) - patch[:S0]
+        return MaskedRun(self, masks, patch, given, S0, patch_cum, positions, extra,
+                         reference=None if base is None else base[1], prune=prune, all_positions=all_positions)
+
+    def _layers(self, run: "_PlainRun | MaskedRun", start_layer: int) -> None:
         for layer in range(start_layer, self.L):
             run.attention_layer(layer)
             run.mlp_layer(layer)
-        logits = run.final(all_positions)
-        return EngineOutput(logits=logits, sources=run.sources() if return_sources else None, probes=list(run.probes))
 
     def _shared_sources(self, tokens: Tensor, clean: Optional[Tensor], start_layer: int,
                         embed: Optional[Tensor]) -> Tensor:
@@ -186,17 +227,17 @@ class PatchingEngine:
         if index is not None and bool((index == index.flatten()[0]).all()):
             x, index = x[:, :, 0], None  # every input alike: the plain path
         if index is not None:
-            xn = layer_norm(x, ln_w, ln_b, w.eps)
+            xn = _norm(x, ln_w, ln_b, w.eps)
             q = torch.einsum("nphd,hde->nphe", xn.index_select(2, index[:, 0]), W_Q)
             k = torch.einsum("nphd,hde->nphe", xn.index_select(2, index[:, 1]), W_K)
             v = torch.einsum("nphd,hde->nphe", xn.index_select(2, index[:, 2]), W_V)
         elif x.dim() == 3:
-            xn = layer_norm(x, ln_w, ln_b, w.eps)
+            xn = _norm(x, ln_w, ln_b, w.eps)
             q = torch.einsum("npd,hde->nphe", xn, W_Q)
             k = torch.einsum("npd,hde->nphe", xn, W_K)
             v = torch.einsum("npd,hde->nphe", xn, W_V)
         else:
-            xn = layer_norm(x, ln_w, ln_b, w.eps)
+            xn = _norm(x, ln_w, ln_b, w.eps)
             q = torch.einsum("nphd,hde->nphe", xn[:, :, :, 0], W_Q)
             k = torch.einsum("nphd,hde->nphe", xn[:, :, :, 1], W_K)
             v = torch.einsum("nphd,hde->nphe", xn[:, :, :, 2], W_V)
@@ -204,14 +245,39 @@ class PatchingEngine:
         z = _attend(q, k, v, w.attn_scale)
         return torch.einsum("nphe,hed->nphd", z, pick(w.W_O[layer]))
 
+    def normalize(self, x: Tensor, layer: int) -> Tensor:
+        """The attention LayerNorm of ``layer`` over the last axis (once per distinct input)."""
+        return _norm(x, _at(self.w.ln1_w, layer), _at(self.w.ln1_b, layer), self.w.eps)
+
+    def project(self, xn: Tensor, layer: int, role: int, heads: Sequence[int]) -> Tensor:
+        """Queries (role 0), keys (1) or values (2) ``[N, P, Hs, e]`` of ``heads`` from their normalised inputs
+        ``[N, P, Hs, d]``, or from one input ``[N, P, d]`` that they all read."""
+        w = self.w
+        W = _rows((w.W_Q, w.W_K, w.W_V)[role][layer], heads)
+        b = _rows((w.b_Q, w.b_K, w.b_V)[role][layer], heads)
+        if xn.dim() == 3:
+            return torch.einsum("npd,hde->nphe", xn, W) + b
+        return torch.einsum("nphd,hde->nphe", xn, W) + b
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, layer: int, heads: Sequence[int]) -> Tensor:
+        """Per-head results ``[N, Pq, Hs, d]`` from queries ``[N, Pq, Hs, e]`` and keys and values ``[N, P, Hs, e]``:
+        causal when ``Pq = P``; a single query (``Pq = 1``) is the last position, which sees every key."""
+        W_O = _rows(self.w.W_O[layer], heads)
+        z = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=q.shape[1] > 1,
+            scale=self.w.attn_scale,
+        ).transpose(1, 2)
+        return torch.einsum("nphe,hed->nphd", z, W_O)
+
     def mlp(self, x: Tensor, layer: int) -> Tensor:
         w = self.w
-        xn = layer_norm(x, _at(w.ln2_w, layer), _at(w.ln2_b, layer), w.eps)
-        return activation(xn @ w.W_in[layer] + w.b_in[layer], w.act_fn) @ w.W_out[layer] + w.b_out[layer]
+        xn = _norm(x, _at(w.ln2_w, layer), _at(w.ln2_b, layer), w.eps).reshape(-1, x.shape[-1])
+        hidden = activation(torch.addmm(w.b_in[layer], xn, w.W_in[layer]), w.act_fn)
+        return torch.addmm(w.b_out[layer], hidden, w.W_out[layer]).view(x.shape)
 
     def unembed(self, x: Tensor) -> Tensor:
         w = self.w
-        return layer_norm(x, w.lnf_w, w.lnf_b, w.eps) @ w.W_U + w.b_U
+        return _norm(x, w.lnf_w, w.lnf_b, w.eps) @ w.W_U + w.b_U
 
     # -- self-check ------------------------------------------------------------------------------------------
     def check_against_bridge(self, bridge: Any, tokens: Tensor, atol: float = 1e-4) -> float:
@@ -263,6 +329,22 @@ class _PlainRun:
 
     def sources(self) -> Tensor:
         return torch.stack(self.outputs).unsqueeze(0)
+
+
+def _norm(x: Tensor, w: Optional[Tensor], b: Optional[Tensor], eps: float) -> Tensor:
+    """LayerNorm over the last axis: torch's fused kernel in float32 (one pass instead of seven), else
+    ``weights.layer_norm``, which normalises lower precisions in float32."""
+    if x.dtype == torch.float32:
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], w, b, eps)
+    return layer_norm(x, w, b, eps)
+
+
+def _rows(t: Tensor, heads: Sequence[int]) -> Tensor:
+    """``t[heads]``: a view when the heads are consecutive (most often one head), else a copy."""
+    heads = list(heads)
+    if heads == list(range(heads[0], heads[-1] + 1)):
+        return t[heads[0] : heads[-1] + 1]
+    return t.index_select(0, torch.tensor(heads, device=t.device))
 
 
 def _at(t: Optional[Tensor], layer: int) -> Optional[Tensor]:

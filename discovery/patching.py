@@ -28,6 +28,7 @@ from torch import Tensor
 from discovery.engine import PatchingEngine
 from discovery.errors import SettingsError
 from discovery.graph import ComponentGraph, Edge, Node, NodeKind
+from discovery.masked import MaskedRun
 from discovery.metrics import Metric, faithfulness, kept_fraction
 from discovery.names import ABLATIONS, FAITHFULNESS, KEPT_FRACTION
 from discovery.weights import GPT2Weights
@@ -98,10 +99,11 @@ class PatchSetup:
         per_copy = per_copy * self.engine.w.dtype.itemsize * 3  # outputs, inputs of a layer, attention temporaries
         return max(1, self.memory_budget // max(per_copy, 1))
 
-    def logits(self, masks: Tensor, start_layer: int = 0, extra: Optional[tuple[list[int], Tensor]] = None
-               ) -> Tensor:
+    def logits(self, masks: Tensor, start_layer: int = 0, extra: Optional[tuple[list[int], Tensor]] = None,
+               base: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
         """Last-position logits ``[C, B, V]`` of each masked copy, chunked to the memory budget; ``extra`` adds
-        input deltas to one destination per copy (``discovery.masked``)."""
+        input deltas to one destination per copy; ``base`` = ``(deltas, mask)`` of a circuit already run
+        (``circuit_base``), whose unchanged sources are read rather than recomputed (``discovery.masked``)."""
         masks = masks if masks.dim() == 3 else masks.unsqueeze(0)
         step = self.copies_per_forward(start_layer)
         outs = []
@@ -111,18 +113,45 @@ class PatchSetup:
                 part = None if extra is None else (extra[0][i : i + step], extra[1][i : i + step])
                 out = self.engine.forward(self.tokens, masks=chunk, patch=self.patch, patch_cum=self.patch_cum,
                                           clean=self.clean, start_layer=start_layer, positions=self.positions,
-                                          extra=part)
+                                          extra=part, base=base)
                 self.forwards += chunk.shape[0] * self.n_prompts
                 outs.append(out.logits)
-        return torch.cat(outs)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    def trial(self, masks: Tensor, start_layer: int, base: tuple[Tensor, Tensor]) -> tuple[Tensor, MaskedRun]:
+        """Losses ``[C]`` of masks ``[C, S, D]`` in one forward (within ``copies_per_forward``), reading ``base``'s
+        unchanged sources, and the run, whose ``adopt(c)`` turns copy ``c`` into the next base (in place)."""
+        with torch.no_grad():
+            out = self.engine.forward(self.tokens, masks=masks, patch=self.patch, patch_cum=self.patch_cum,
+                                      clean=self.clean, start_layer=start_layer, positions=self.positions, base=base)
+        self.forwards += masks.shape[0] * self.n_prompts
+        assert out.masked is not None
+        return self.metric.loss(out.logits), out.masked
+
+    def circuit_base(self, mask: Tensor, start_layer: int = 0, base: Optional[tuple[Tensor, Tensor]] = None,
+                     in_place: bool = False) -> tuple[Tensor, Tensor]:
+        """``(deltas, mask)`` of the circuit ``mask`` ``[S, D]``, to pass as ``base`` to runs whose masks keep a
+        subset of its edges (``PatchingEngine.circuit_deltas``); reads from ``base`` what is unchanged there
+        (``in_place``: and overwrites it). Counted as one forward of the prompts."""
+        with torch.no_grad():
+            deltas = self.engine.circuit_deltas(self.tokens, mask, patch=self.patch, patch_cum=self.patch_cum,
+                                                clean=self.clean, start_layer=start_layer,
+                                                positions=self.positions, base=base, in_place=in_place)
+        self.forwards += self.n_prompts
+        return deltas, mask.clone()
+
+    @property
+    def model_base(self) -> tuple[Tensor, Tensor]:
+        """``(deltas, mask)`` of the whole model (every edge kept): the clean run."""
+        return self.clean - self.patch, self.full_mask()[0]
 
     def values(self, masks: Tensor, start_layer: int = 0, extra: Optional[tuple[list[int], Tensor]] = None
                ) -> Tensor:
         """The metric of each masked copy ``[C]`` (mean over prompts)."""
         return self.metric.value(self.logits(masks, start_layer, extra))
 
-    def losses(self, masks: Tensor, start_layer: int = 0) -> Tensor:
-        return self.metric.loss(self.logits(masks, start_layer))
+    def losses(self, masks: Tensor, start_layer: int = 0, base: Optional[tuple[Tensor, Tensor]] = None) -> Tensor:
+        return self.metric.loss(self.logits(masks, start_layer, base=base))
 
     @property
     def attribution_patch(self) -> Tensor:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from discovery.graph import QKV, NodeKind
 from discovery.methods.acdc import acdc
-from discovery.patching import PatchSetup, prepare
+from discovery.patching import prepare
+from tests.helpers import acdc_by_the_paper
 
 TASKS = ("digits", "numwords", "months", "greater-than", "ioi")
 TAU = 0.01
@@ -27,67 +27,11 @@ def toy_setups():
     torch.set_num_threads(threads)
 
 
-def acdc_by_the_paper(setup: PatchSetup, tau: float) -> tuple[set, set]:
-    """Conmy et al.'s algorithm one edge at a time, in the reference implementation's order: receivers from the
-    logits down; per layer the MLP input, the heads' v, k, q input-to-head edges (heads from the last), then their
-    v, k, q inputs; parents latest first; an edge goes when the loss rises by less than tau; a receiver whose
-    output reaches nothing (or whose input-to-head edge went) is skipped and loses its incoming edges."""
-    graph, e = setup.graph, setup.engine
-    mask = setup.full_mask()[0]
-    is_edge = torch.zeros_like(mask, dtype=torch.bool)
-    for edge in graph.edges:
-        is_edge[graph.source_index[edge.src], graph.dest_index[(edge.dst, edge.input)]] = True
-    current = float(setup.losses(mask)[0])
-    cut: set[int] = set()
-
-    def try_removing(entries: list[tuple[int, int]]) -> bool:
-        nonlocal current
-        trial = mask.clone()
-        for s, d in entries:
-            trial[s, d] = 0
-        loss = float(setup.losses(trial)[0])
-        if loss - current < tau:
-            mask.copy_(trial)
-            current = loss
-            return True
-        return False
-
-    def reaches_something(d: int) -> bool:
-        node, _ = graph.destinations[d]
-        if node.kind is NodeKind.LOGITS:
-            return True
-        s = graph.source_index[node]
-        return d not in cut and bool((mask[s].gt(0) & is_edge[s]).any())
-
-    def visit(d: int) -> None:
-        if not reaches_something(d):
-            mask[:, d] = 0
-            return
-        node, _ = graph.destinations[d]
-        for s in reversed(range(graph.n_upstream(node))):
-            try_removing([(s, d)])
-
-    visit(e.logits_dest)
-    for layer in reversed(range(e.L)):
-        visit(e.mlp_dest(layer))
-        inputs = {x: [e.head_dests(layer).start + 3 * h + QKV.index(x) for h in reversed(range(e.H))] for x in QKV}
-        for x in ("v", "k", "q"):
-            for d in inputs[x]:
-                node, _ = graph.destinations[d]
-                if reaches_something(d) and try_removing([(s, d) for s in range(graph.n_upstream(node))]):
-                    cut.add(d)
-        for x in ("v", "k", "q"):
-            for d in inputs[x]:
-                visit(d)
-    kept = {edge for edge in graph.edges if mask[graph.source_index[edge.src], graph.dest_index[(edge.dst, edge.input)]] > 0}
-    return kept, {graph.destinations[d] for d in cut}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_acdc_keeps_the_edges_the_papers_algorithm_keeps(toy_setups, task: str) -> None:
     setup = toy_setups[task]
-    kept, cut = acdc_by_the_paper(setup, TAU)
+    kept, cut, _ = acdc_by_the_paper(setup, TAU)
     out = acdc(setup, threshold=TAU)  # order="reference", batched
     assert {e.edge for e in out.edges if e.kept} == kept
     removed = {tuple(k.split("->")[0].rsplit(".", 1)) for k in out.extras["qkv_to_head_removed"]}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from discovery.errors import OutputError
-from discovery.files import inside, safe_name, write_text_atomic
+from discovery.files import atomic_path, inside, safe_name, write_text_atomic
 
 
 def test_a_new_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_own(tmp_path: Path) -> None:
@@ -34,12 +34,13 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path: Path) -
     class Boom(Exception):
         pass
 
-    from discovery.files import atomic_path
-
-    with pytest.raises(Boom):
+    def write_half() -> None:
         with atomic_path(target) as tmp:
             tmp.write_text("half")
             raise Boom
+
+    with pytest.raises(Boom):
+        write_half()
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 

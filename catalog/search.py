@@ -98,8 +98,8 @@ def _shared(session: Session, mine: dict[str, float], level: str) -> dict[int, l
         item: Any
         if level == "nodes":
             query = values(column("key", String), column("w", Float), name="q").data(chunk).cte("q")
-            item, on = NodeRow, and_(NodeRow.key == query.c.key, NodeRow.kept == true(),
-                                     NodeRow.kind.in_(COMPONENTS))
+            # ``mine`` holds heads and MLPs only, and a key fixes its kind: the kept-node index answers alone
+            item, on = NodeRow, and_(NodeRow.key == query.c.key, NodeRow.kept == true())
         else:
             rows = [(*_edge_parts(k), w) for k, w in chunk]
             query = values(column("src", String), column("dst", String), column("inp", String),

@@ -348,4 +348,9 @@ KEPT_EDGE_INDEX = Index("ix_edge_kept_src_dst_input", EdgeRow.src, EdgeRow.dst, 
                         EdgeRow.share,
                         sqlite_where=text("kept = 1"), postgresql_where=text("kept = true"))
 
+# The same for kept nodes (which circuits are most like this one at node level): by key, covering the circuit and
+# the share, so that node-level similarity reads the index alone (migration 0003).
+KEPT_NODE_INDEX = Index("ix_node_kept_key", NodeRow.key, NodeRow.circuit_id, NodeRow.share,
+                        sqlite_where=text("kept = 1"), postgresql_where=text("kept = true"))
+
 CATALOG_TABLES = tuple(Base.metadata.tables)

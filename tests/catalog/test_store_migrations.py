@@ -167,3 +167,30 @@ def test_upgrading_a_populated_0001_catalog_keeps_its_data(db_url: str) -> None:
         assert conn.execute(text("SELECT count(*) FROM edge")).scalar() == 3
         assert not {"sweep", "sweep_job", "evaluation"} & set(inspect(conn).get_table_names())
     raw.dispose()
+
+
+def test_the_kept_node_index_comes_and_goes_with_0003_on_a_populated_catalog(db_url: str, make_circuit) -> None:
+    from catalog.search import similar
+
+    def node_indexes() -> set[str]:
+        raw = create_engine(to_url(db_url))
+        with raw.connect() as conn:
+            names = {ix["name"] for ix in inspect(conn).get_indexes("node")}
+        raw.dispose()
+        return names
+
+    engine = connect(db_url)
+    with session_scope(engine) as s:
+        queries.save_circuit(s, make_circuit("first"))
+        queries.save_circuit(s, make_circuit("second"))
+    engine.dispose()
+    assert "ix_node_kept_key" in node_indexes()
+    downgrade_schema(db_url, "0002_sweeps_evaluations_graph")
+    assert "ix_node_kept_key" not in node_indexes()
+    upgrade_schema(db_url)
+    assert "ix_node_kept_key" in node_indexes() and _diff(db_url) == []
+    engine = connect(db_url, mode="read")
+    with session_scope(engine, read_only=True) as s:
+        [found] = similar(s, "first", level="nodes").circuits
+    engine.dispose()
+    assert (found.name, found.shared, found.jaccard) == ("second", 3, 1.0)  # a0.1, a1.0, m1

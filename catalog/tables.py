@@ -243,7 +243,7 @@ class NodeRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     circuit_id: Mapped[int] = mapped_column(ForeignKey("circuit.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(KEY_LEN), index=True)  # indexed for "which circuits hold a9.1"
+    key: Mapped[str] = mapped_column(String(KEY_LEN))  # found across circuits by KEPT_NODE_INDEX (below)
     kind: Mapped[str] = mapped_column(String(16))
     layer: Mapped[Optional[int]] = mapped_column(Integer)
     head: Mapped[Optional[int]] = mapped_column(Integer)
@@ -348,8 +348,9 @@ KEPT_EDGE_INDEX = Index("ix_edge_kept_src_dst_input", EdgeRow.src, EdgeRow.dst, 
                         EdgeRow.share,
                         sqlite_where=text("kept = 1"), postgresql_where=text("kept = true"))
 
-# The same for kept nodes (which circuits are most like this one at node level): by key, covering the circuit and
-# the share, so that node-level similarity reads the index alone (migration 0003).
+# The same for kept nodes (which circuits hold a9.1, which are most like this one at node level): by key, covering
+# the circuit and the share, so that node-level similarity reads the index alone. It replaces a plain index on
+# node.key (migration 0003), which SQLite's planner preferred, reading the table for every match.
 KEPT_NODE_INDEX = Index("ix_node_kept_key", NodeRow.key, NodeRow.circuit_id, NodeRow.share,
                         sqlite_where=text("kept = 1"), postgresql_where=text("kept = true"))
 

@@ -169,7 +169,7 @@ def test_upgrading_a_populated_0001_catalog_keeps_its_data(db_url: str) -> None:
     raw.dispose()
 
 
-def test_the_kept_node_index_comes_and_goes_with_0003_on_a_populated_catalog(db_url: str, make_circuit) -> None:
+def test_0003_swaps_the_node_key_index_for_the_kept_node_index_on_a_populated_catalog(db_url: str, make_circuit) -> None:
     from catalog.search import similar
 
     def node_indexes() -> set[str]:
@@ -184,11 +184,11 @@ def test_the_kept_node_index_comes_and_goes_with_0003_on_a_populated_catalog(db_
         queries.save_circuit(s, make_circuit("first"))
         queries.save_circuit(s, make_circuit("second"))
     engine.dispose()
-    assert "ix_node_kept_key" in node_indexes()
-    downgrade_schema(db_url, "0002_sweeps_evaluations_graph")
-    assert "ix_node_kept_key" not in node_indexes()
+    assert {"ix_node_kept_key"} <= node_indexes() and "ix_node_key" not in node_indexes()
+    downgrade_schema(db_url, "0002_sweeps_evaluations_graph")  # the plain index on key comes back
+    assert "ix_node_kept_key" not in node_indexes() and "ix_node_key" in node_indexes()
     upgrade_schema(db_url)
-    assert "ix_node_kept_key" in node_indexes() and _diff(db_url) == []
+    assert "ix_node_kept_key" in node_indexes() and "ix_node_key" not in node_indexes() and _diff(db_url) == []
     engine = connect(db_url, mode="read")
     with session_scope(engine, read_only=True) as s:
         [found] = similar(s, "first", level="nodes").circuits

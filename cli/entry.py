@@ -12,12 +12,29 @@ import signal
 import sys
 from typing import Any, NoReturn
 
+_signalled = 0  # the first Ctrl-C's or SIGTERM's number: whatever error follows is reported as that signal
+
+
+def signalled() -> int:
+    """``signal.SIGINT`` or ``signal.SIGTERM`` once one has arrived, else 0. A library interrupted mid-import can swallow the KeyboardInterrupt
+    and fail later with another error (a RecursionError was seen once, Ctrl-C 0.8 s into ``discover``); that error
+    is then reported as the interruption it comes from (``cli.main``), not as an internal error."""
+    return _signalled
+
+
+def _on_sigint(signum: int, _frame: Any) -> None:
+    global _signalled
+    _signalled = _signalled or signum
+    raise KeyboardInterrupt
+
 
 class _Terminated(KeyboardInterrupt):
     """Stands in for ``discovery.errors.Terminated`` until that module is importable (see ``_on_sigterm``)."""
 
 
-def _on_sigterm(_signum: int, _frame: Any) -> None:
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    global _signalled
+    _signalled = _signalled or signum
     try:
         from discovery.errors import Terminated
     except BaseException:  # still importing: the stand-in ends the program the same way
@@ -37,6 +54,8 @@ def _interrupted(err: KeyboardInterrupt) -> NoReturn:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (nohup, &)
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         from cli.main import cli
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 from typing import Any, Optional
 
 import click
 
 from catalog.errors import CatalogError
+from cli.entry import signalled
 from discovery.errors import DiscoveryError, Terminated
 from discovery.graph import InvalidKey
 
@@ -142,6 +144,10 @@ class CircuitsGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as err:
+            if signalled():  # the error of something a Ctrl-C or SIGTERM broke: report the signal
+                terminated = signalled() == signal.SIGTERM
+                click.echo("terminated" if terminated else "interrupted", err=True)
+                ctx.exit(143 if terminated else 130)
             if os.environ.get("CIRCUITS_DEBUG"):
                 raise
             raise click.ClickException(f"internal error ({type(err).__name__}: {first_line(err)}); please report it. "

@@ -363,3 +363,22 @@ def test_a_signal_mid_run_records_it_interrupted(tmp_path: Path, sig: int, code:
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT status, error FROM run").fetchall() == [("interrupted", status)]
         assert conn.execute("SELECT count(*) FROM circuit").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("sig,code,line", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_an_error_after_a_signal_is_reported_as_the_signal(monkeypatch: pytest.MonkeyPatch, sig: int, code: int,
+                                                           line: str) -> None:
+    """A library interrupted mid-import can swallow the KeyboardInterrupt and fail later with another error (a
+    RecursionError, seen once at start-up): the user pressed Ctrl-C, and is told so, not of an internal error."""
+    import cli.entry
+    import discovery.tasks
+
+    def broken() -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(discovery.tasks, "list_tasks", broken)
+    monkeypatch.setattr(cli.entry, "_signalled", sig)
+    result = run("tasks", "list")
+    assert (result.exit_code, result.stderr) == (code, f"{line}\n")
+    monkeypatch.setattr(cli.entry, "_signalled", 0)
+    one_line_error(run("tasks", "list"), "internal error (RecursionError")  # without a signal: a bug, said so

@@ -185,7 +185,7 @@ def find_succeeded_run(session: Session, job_key: str) -> Optional[RunRecord]:
     """The latest run with this job key that succeeded (and so saved its circuit), or None."""
     run = session.scalars(select(RunRow).where(RunRow.job_key == job_key, RunRow.status == "succeeded")
                           .order_by(RunRow.id.desc())).first()
-    return None if run is None else _run_record(run, _circuit_names(session, [run.id]).get(run.id, ()))
+    return None if run is None else _run_record(run, circuit_names_by_run(session, [run.id]).get(run.id, ()))
 
 
 def fail_run(session: Session, run_id: int, status: str, error: str) -> None:
@@ -200,7 +200,7 @@ def fail_run(session: Session, run_id: int, status: str, error: str) -> None:
 
 def find_run(session: Session, run_id: int) -> Optional[RunRecord]:
     run = session.get(RunRow, run_id)
-    return None if run is None else _run_record(run, _circuit_names(session, [run.id]).get(run.id, ()))
+    return None if run is None else _run_record(run, circuit_names_by_run(session, [run.id]).get(run.id, ()))
 
 
 def get_run(session: Session, run_id: int) -> RunRecord:
@@ -216,11 +216,12 @@ def list_runs(session: Session, status: Optional[str] = None) -> list[RunRecord]
     if status is not None:
         query = query.where(RunRow.status == status)
     runs = session.scalars(query).all()
-    names = _circuit_names(session, [r.id for r in runs])
+    names = circuit_names_by_run(session, [r.id for r in runs])
     return [_run_record(r, names.get(r.id, ())) for r in runs]
 
 
-def _circuit_names(session: Session, run_ids: list[int]) -> dict[int, tuple[str, ...]]:
+def circuit_names_by_run(session: Session, run_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """The names of the circuits each of ``run_ids`` kept, in name order (runs that kept none are absent)."""
     names: dict[int, tuple[str, ...]] = {}
     if run_ids:
         query = select(CircuitRow.run_id, CircuitRow.name).where(CircuitRow.run_id.in_(run_ids)).order_by(CircuitRow.name)

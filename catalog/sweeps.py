@@ -23,6 +23,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from catalog.errors import CatalogError, NotFound
+from catalog.runs import circuit_names_by_run
 from catalog.tables import CircuitRow, RunRow, SweepJobRow, SweepRow, utc_now
 from catalog.validate import check_name
 
@@ -110,13 +111,7 @@ def list_sweeps(session: Session) -> list[SweepRecord]:
 def list_sweep_jobs(session: Session, sweep_id: int) -> list[SweepJobRecord]:
     """A sweep's jobs in the order they were planned."""
     rows = session.scalars(select(SweepJobRow).where(SweepJobRow.sweep_id == sweep_id).order_by(SweepJobRow.id)).all()
-    run_ids = [r.run_id for r in rows if r.run_id is not None]
-    names: dict[int, tuple[str, ...]] = {}
-    if run_ids:
-        query = select(CircuitRow.run_id, CircuitRow.name).where(CircuitRow.run_id.in_(run_ids)).order_by(CircuitRow.name)
-        for run_id, name in session.execute(query):
-            if run_id is not None:
-                names[run_id] = names.get(run_id, ()) + (name,)
+    names = circuit_names_by_run(session, [r.run_id for r in rows if r.run_id is not None])
     return [_job_record(r, names.get(r.run_id, ()) if r.run_id is not None else ()) for r in rows]
 
 

@@ -52,7 +52,6 @@ def run(config: RunConfig, *, recorder: Optional[Recorder] = None, name: Optiona
     """Run ``config`` (see the module docstring). ``model`` may be a loaded model to reuse (a sweep worker holds
     one); it must be the config's model on its device and dtype."""
     from discovery.models import load_model
-    from discovery.run import discover
     from discovery.tasks.filtering import prepare_dataset
 
     if recorder is not None:
@@ -64,6 +63,15 @@ def run(config: RunConfig, *, recorder: Optional[Recorder] = None, name: Optiona
     dataset = prepare_dataset(config.task, model, n=config.n_prompts, seed=config.seed,
                               corruption=config.corruption, correctness_filter=config.correctness_filter is not None)
     check_against(config, model.spec, dataset.seq_len)
+    return discover_recorded(config, model, dataset, recorder=recorder, name=name, progress=progress)
+
+
+def discover_recorded(config: RunConfig, model: Any, dataset: Any, *, recorder: Optional[Recorder],
+                      name: Optional[str], progress: Progress) -> Outcome:
+    """Run the method on a checked model and dataset; with a recorder, the run is recorded ``running`` first and
+    ends ``succeeded`` with its circuit, ``interrupted`` or ``failed``, whatever stops it."""
+    from discovery.run import discover
+
     if recorder is None:
         return Outcome(discover(model, dataset, config, progress=progress))
     run_id = recorder.start(config, model.spec, dataset.spec)

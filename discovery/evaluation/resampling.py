@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from discovery.config import RunConfig, check_seed
-from discovery.errors import SettingsError, Terminated
+from discovery.errors import SettingsError
 from discovery.methods.base import Progress, no_progress
-from discovery.pipeline import Outcome, Recorder, check_against, check_model, one_line
+from discovery.pipeline import Outcome, Recorder, check_against, check_model, discover_recorded
 
 RESAMPLE_KINDS: tuple[str, ...] = ("prompts", "seeds")
 
@@ -58,7 +58,6 @@ def run_resample(resample: Resample, model: Any, *, recorder: Optional[Recorder]
                  progress: Progress = no_progress) -> Outcome:
     """One resample as ``discovery.pipeline.run`` runs a configuration, on the held ``model``, with its prompts
     bootstrap-resampled when the resample says so."""
-    from discovery.run import discover
     from discovery.tasks.filtering import prepare_dataset
 
     config = resample.config
@@ -69,16 +68,4 @@ def run_resample(resample: Resample, model: Any, *, recorder: Optional[Recorder]
                               correctness_filter=config.correctness_filter is not None,
                               resample_seed=resample.bootstrap)
     check_against(config, model.spec, dataset.seq_len)
-    if recorder is None:
-        return Outcome(discover(model, dataset, config, progress=progress))
-    run_id = recorder.start(config, model.spec, dataset.spec)
-    try:
-        result = discover(model, dataset, config, progress=progress)
-        saved = recorder.finish(run_id, result, name)
-    except KeyboardInterrupt as err:
-        recorder.fail(run_id, "interrupted", f"interrupted ({'SIGTERM' if isinstance(err, Terminated) else 'Ctrl-C'})")
-        raise
-    except BaseException as err:
-        recorder.fail(run_id, "failed", one_line(err))
-        raise
-    return Outcome(result, saved, run_id)
+    return discover_recorded(config, model, dataset, recorder=recorder, name=name, progress=progress)

@@ -3,16 +3,12 @@ server), small specs on the toy model, and one in-process worker holding the toy
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.catalog.conftest import PG_ENV, _pg_schema_url
-
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+from tests.catalog.conftest import db_url  # noqa: F401  (the catalog tests' fixture: an empty database on each backend)
 
 # 2 tasks x 2 methods x 2 thresholds on the toy model: the issue's grid, fast methods and 8 prompts a task.
 GRID = """
@@ -28,18 +24,6 @@ threshold = [0.05, 0.1]
 threshold = [0.05, 0.1]
 steps = 2
 """
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL where no catalog is yet, on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'catalog.db'}"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} not set")
-    yield from _pg_schema_url(base)
 
 
 @pytest.fixture

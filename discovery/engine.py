@@ -276,8 +276,12 @@ class PatchingEngine:
         return torch.addmm(w.b_out[layer], hidden, w.W_out[layer]).view(x.shape)
 
     def unembed(self, x: Tensor) -> Tensor:
+        """Logits ``[..., V]`` from final residuals ``[..., d]``. One ``addmm``: the bias added in the product's
+        own pass, where ``@`` then ``+`` writes and rereads every logit (a third of the time, and with KL's full
+        vocabulary the unembedding is ACDC's largest single cost on GPT-2 small: ``benchmarks/README.md``)."""
         w = self.w
-        return _norm(x, w.lnf_w, w.lnf_b, w.eps) @ w.W_U + w.b_U
+        xn = _norm(x, w.lnf_w, w.lnf_b, w.eps)
+        return torch.addmm(w.b_U, xn.reshape(-1, xn.shape[-1]), w.W_U).view(*xn.shape[:-1], -1)
 
     # -- self-check ------------------------------------------------------------------------------------------
     def check_against_bridge(self, bridge: Any, tokens: Tensor, atol: float = 1e-4) -> float:

@@ -62,6 +62,7 @@ class Metric:
         self.answers, self.answers_mask = answers, answers_mask
         self.wrong, self.wrong_mask = wrong, wrong_mask
         self.clean_logprobs = None if clean_logits is None else torch.log_softmax(clean_logits.float(), -1)
+        self._clean_probs = None if self.clean_logprobs is None else self.clean_logprobs.exp()
 
     def per_prompt(self, logits: Tensor) -> Tensor:
         """The metric for each copy and prompt: ``[C, B, V] -> [C, B]`` (float32)."""
@@ -72,13 +73,23 @@ class Metric:
             p = torch.softmax(x, -1)
             return _gather_sum(p, self.answers, self.answers_mask) - _gather_sum(p, self.wrong, self.wrong_mask)
         if self.name == "kl":
-            assert self.clean_logprobs is not None
-            logq = torch.log_softmax(x, -1)
-            logp = self.clean_logprobs.unsqueeze(0)
-            return (logp.exp() * (logp - logq)).sum(-1)
+            return self._kl(x)
         top = x.argmax(-1)  # accuracy
         hit = (self.answers.unsqueeze(0) == top.unsqueeze(-1)) & self.answers_mask.unsqueeze(0)
         return hit.any(-1).float()
+
+    def _kl(self, x: Tensor) -> Tensor:
+        """sum_v p (log p - log q) per copy and prompt, p the clean distribution and q = softmax(x): the differences
+        written over log q (when no gradient is taken), then one reduction against p. The same elementwise
+        arithmetic as ``(p * (log p - log q)).sum(-1)`` with two passes over the ``[C, B, V]`` logits fewer, which
+        counts where ACDC evaluates ten thousand copies of GPT-2's 50,257 logits (``benchmarks/README.md``)."""
+        assert self.clean_logprobs is not None and self._clean_probs is not None
+        logq = torch.log_softmax(x, -1)
+        if logq.requires_grad:
+            diff = self.clean_logprobs - logq
+        else:
+            diff = torch.sub(self.clean_logprobs, logq, out=logq)
+        return torch.einsum("cbv,bv->cb", diff, self._clean_probs)
 
     def value(self, logits: Tensor) -> Tensor:
         """Mean over prompts: ``[C, B, V] -> [C]``."""

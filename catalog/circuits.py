@@ -40,6 +40,9 @@ from discovery.topology import cut_threshold
 
 _NODE = cast(Table, NodeRow.__table__)
 _EDGE = cast(Table, EdgeRow.__table__)
+_CIRCUIT = cast(Table, CircuitRow.__table__)
+_MODEL = cast(Table, ModelRow.__table__)
+_TASK = cast(Table, TaskRow.__table__)
 _Row = TypeVar("_Row", ModelRow, TaskRow, DatasetRow)
 _UPSERT: dict[str, Callable[..., Any]] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
@@ -286,19 +289,25 @@ def get_circuit(session: Session, name: str, *, kept_only: bool = False) -> Circ
 
 
 def list_circuits(session: Session, model: Optional[str] = None, task: Optional[str] = None,
-                  ids: Optional[Collection[int]] = None) -> list[CircuitSummary]:
-    """Every circuit (optionally of one model and/or task, or only those with these ids) by name, with counts
-    stored at save time."""
-    query = _summary_query().order_by(CircuitRow.name)
+                  ids: Optional[Collection[int]] = None, among: Optional[Select[Any]] = None) -> list[CircuitSummary]:
+    """Every circuit (optionally of one model and/or task, only those with these ``ids``, or only those whose ids
+    the query ``among`` selects) by name, with counts stored at save time. ``among`` keeps a catalog-wide
+    answer in the database: thousands of ids sent back as bound parameters cost more than the question. Names
+    are sorted here, not by the database: code-point order on every backend, whatever PostgreSQL's collation,
+    and sorting ten thousand rows there costs more than sorting their names in Python."""
+    query = _summary_query()
     if model is not None:
         query = query.where(ModelRow.name == model)
     if task is not None:
         query = query.where(TaskRow.name == task)
+    if among is not None:
+        query = query.where(CircuitRow.id.in_(among))
     if ids is None:
-        return [_summary(row) for row in session.execute(query).mappings()]
-    wanted = sorted(set(ids))
-    found = [_summary(row) for i in range(0, len(wanted), _ID_CHUNK)
-             for row in session.execute(query.where(CircuitRow.id.in_(wanted[i:i + _ID_CHUNK]))).mappings()]
+        found = [_summary(row) for row in session.execute(query).mappings()]
+    else:
+        wanted = sorted(set(ids))
+        found = [_summary(row) for i in range(0, len(wanted), _ID_CHUNK)
+                 for row in session.execute(query.where(CircuitRow.id.in_(wanted[i:i + _ID_CHUNK]))).mappings()]
     return sorted(found, key=lambda c: c.name)
 
 
@@ -311,21 +320,23 @@ def count_circuits(session: Session) -> int:
 
 def circuits_holding(session: Session, node_key: str) -> list[Holding]:
     """Which circuits keep a node (``9.1``, ``a9.1``, ``m5``), with the node's score and role in each, by circuit
-    name. Only the columns the answer needs are read."""
+    name (in code-point order, as ``list_circuits``). Only the columns the answer needs are read, as plain rows
+    (a node held by ten thousand circuits is what a sweep gives, and the ORM's row handling would cost more than
+    the query)."""
     key = parse_node(node_key).key
-    n = _NODE.c
+    n, c, m, t = _NODE.c, _CIRCUIT.c, _MODEL.c, _TASK.c
     query = (
-        select(CircuitRow.name, ModelRow.name.label("model_name"), TaskRow.name.label("task_name"), n.key, n.score,
-               n.score_kind, n.role, n.role_score, n.role_score_kind, n.role_source, n.role_note)
-        .join(ModelRow, CircuitRow.model_id == ModelRow.id)
-        .outerjoin(TaskRow, CircuitRow.task_id == TaskRow.id)
-        .join(_NODE, n.circuit_id == CircuitRow.id)
+        select(c.name, m.name, t.name, n.score, n.score_kind, n.role, n.role_score, n.role_score_kind,
+               n.role_source, n.role_note)
+        .select_from(_CIRCUIT.join(_MODEL, c.model_id == m.id).outerjoin(_TASK, c.task_id == t.id)
+                     .join(_NODE, n.circuit_id == c.id))
         .where(n.key == key, n.kept == true())
-        .order_by(CircuitRow.name)
     )
-    return [Holding(row.name, row.model_name, row.task_name, row.key, decode_score(row.score, row.score_kind),
-                    row.role, decode_score(row.role_score, row.role_score_kind), row.role_source, row.role_note)
-            for row in session.execute(query)]
+    held = [Holding(name, model, task, key, decode_score(score, kind), role, decode_score(role_score, role_kind),
+                    source, note)
+            for name, model, task, score, kind, role, role_score, role_kind, source, note
+            in session.execute(query)]
+    return sorted(held, key=lambda h: h.circuit)
 
 
 def recut(record: CircuitRecord, threshold: float) -> CircuitRecord:

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from sqlalchemy import Float, String, and_, case, column, func, select, true, values
-from sqlalchemy.orm import Session
+from sqlalchemy import Float, Select, String, and_, case, column, func, select, true, values
+from sqlalchemy.orm import Session, aliased
 
 from catalog.circuits import get_circuit, list_circuits
 from catalog.errors import InvalidCircuit
@@ -161,71 +161,85 @@ def containing(session: Session, *, nodes: Sequence[str] = (), edges: Sequence[s
                circuit: Optional[str] = None, model: Optional[str] = None) -> Containing:
     """The circuits whose kept nodes include all ``nodes``, whose kept edges include all ``edges``, with a directed
     path through ``path`` in that order (``catalog.graphs.path_through``), and that contain all of ``circuit``
-    (its kept edges, or its heads and MLPs when it lists nodes only): every condition given must hold."""
+    (its kept edges, or its heads and MLPs when it lists nodes only): every condition given must hold.
+
+    Each condition is a query of circuit ids, and the answer one query over their intersection: ten thousand
+    matching ids never travel to Python and back as bound parameters. Only the path is checked in Python, on
+    the circuits that hold its nodes."""
     node_keys = sorted({parse_node(k).key for k in nodes}, key=parse_node)
-    edge_keys = [_edge_parts(k) for k in dict.fromkeys(edges)]
+    edge_keys = sorted({_edge_parts(k) for k in edges})
     path_keys = [parse_node(k).key for k in path]
     if path and len(path_keys) < 2:
         raise InvalidCircuit("--path: give at least two nodes, in order (e.g. a0.1,a9.1,logits)")
+    if len(edge_keys) > _CHUNK:
+        raise InvalidCircuit(f"--edges: at most {_CHUNK:,} edges at once; for a whole circuit's, use --circuit")
     asked: dict[str, Any] = {"nodes": node_keys, "edges": [edge_key(*e) for e in edge_keys], "path": path_keys}
     asked = {k: v for k, v in asked.items() if v}
-    exclude: Optional[int] = None
+    conditions: list[Select[Any]] = []
+    if node_keys or path_keys:
+        conditions.append(_holding_nodes(sorted(set(node_keys) | set(path_keys))))
+    if edge_keys:
+        conditions.append(_holding_edges(edge_keys))
+    candidates = select(CircuitRow.id)
+    by_edges = bool(edge_keys)
     if circuit is not None:
         record = get_circuit(session, circuit, kept_only=True)
-        exclude, model = record.id, model or record.model
+        model = model or record.model
         asked["circuit"] = circuit
-        if record.edges_known:
-            edge_keys += [(e.src, e.dst, e.input or "") for e in record.kept_edges]
-        else:
-            node_keys += [n.key for n in record.kept_nodes if str(n.kind) in COMPONENTS]
+        conditions.append(_holding_circuit(record))
+        by_edges = by_edges or record.edges_known
+        candidates = candidates.where(CircuitRow.id != record.id)
     if not asked:
         raise InvalidCircuit("say what to look for: --nodes, --edges, --path or --circuit")
-    candidates: Optional[set[int]] = None
-    if node_keys or path_keys:
-        candidates = _holding_nodes(session, sorted(set(node_keys) | set(path_keys)))
-    if edge_keys:
-        having = _holding_edges(session, sorted(set(edge_keys)))
-        candidates = having if candidates is None else candidates & having
-    assert candidates is not None
-    if exclude is not None:
-        candidates.discard(exclude)
+    for condition in conditions:
+        candidates = candidates.where(CircuitRow.id.in_(condition))
+    if model is not None:
+        candidates = candidates.join(ModelRow, ModelRow.id == CircuitRow.model_id).where(ModelRow.name == model)
     skipped = 0
-    if path_keys or edge_keys:
-        with_edges = _edges_known(session, candidates)
-        skipped = len(candidates - with_edges) if path_keys else 0
-        candidates = with_edges
     if path_keys:
-        candidates = _with_path(session, candidates, path_keys)
-    found = list_circuits(session, model=model, ids=candidates) if candidates else []
-    return Containing(tuple(found), asked, skipped)
+        skipped = session.scalar(select(func.count()).select_from(
+            candidates.where(CircuitRow.edges_known.is_(False)).subquery())) or 0
+    if path_keys or by_edges:
+        candidates = candidates.where(CircuitRow.edges_known.is_(True))
+    if not path_keys:
+        return Containing(tuple(list_circuits(session, among=candidates)), asked, skipped)
+    found = _with_path(session, set(session.scalars(candidates)), path_keys)
+    return Containing(tuple(list_circuits(session, ids=found) if found else ()), asked, skipped)
 
 
-def _holding_nodes(session: Session, keys: Sequence[str]) -> set[int]:
-    query = (select(NodeRow.circuit_id).where(NodeRow.key.in_(keys), NodeRow.kept == true())
-             .group_by(NodeRow.circuit_id).having(func.count(func.distinct(NodeRow.key)) == len(keys)))
-    return set(session.scalars(query))
+def _holding_nodes(keys: Sequence[str]) -> Select[Any]:
+    """Ids of the circuits that keep every node of ``keys`` (from the kept-node index alone)."""
+    return (select(NodeRow.circuit_id).where(NodeRow.key.in_(keys), NodeRow.kept == true())
+            .group_by(NodeRow.circuit_id).having(func.count(func.distinct(NodeRow.key)) == len(keys)))
 
 
-def _holding_edges(session: Session, keys: Sequence[tuple[str, str, str]]) -> set[int]:
-    counts: dict[int, int] = {}
-    for i in range(0, len(keys), _CHUNK):
-        query = values(column("src", String), column("dst", String), column("inp", String), name="q").data(
-            list(keys[i:i + _CHUNK])).cte("q")
-        statement = (select(EdgeRow.circuit_id, func.count()).select_from(query)
-                     .join(EdgeRow, and_(EdgeRow.src == query.c.src, EdgeRow.dst == query.c.dst,
-                                         EdgeRow.input == query.c.inp, EdgeRow.kept == true()))
-                     .group_by(EdgeRow.circuit_id))
-        for circuit_id, n in session.execute(statement):
-            counts[circuit_id] = counts.get(circuit_id, 0) + n
-    return {c for c, n in counts.items() if n == len(keys)}
+def _holding_edges(keys: Sequence[tuple[str, str, str]]) -> Select[Any]:
+    """Ids of the circuits that keep every edge of ``keys`` (distinct ``(src, dst, input)``; from the kept-edge
+    index alone)."""
+    query = values(column("src", String), column("dst", String), column("inp", String), name="q").data(
+        list(keys)).cte("q")
+    return (select(EdgeRow.circuit_id).select_from(query)
+            .join(EdgeRow, and_(EdgeRow.src == query.c.src, EdgeRow.dst == query.c.dst,
+                                EdgeRow.input == query.c.inp, EdgeRow.kept == true()))
+            .group_by(EdgeRow.circuit_id).having(func.count() == len(keys)))
 
 
-def _edges_known(session: Session, ids: set[int]) -> set[int]:
-    wanted, out = sorted(ids), set[int]()
-    for i in range(0, len(wanted), _CHUNK):
-        out.update(session.scalars(select(CircuitRow.id).where(CircuitRow.id.in_(wanted[i:i + _CHUNK]),
-                                                               CircuitRow.edges_known.is_(True))))
-    return out
+def _holding_circuit(record: CircuitRecord) -> Select[Any]:
+    """Ids of the circuits that keep all of ``record``'s kept edges, or, when it lists nodes only, all of its
+    kept heads and MLPs: its own rows joined to everyone's, so its keys are never sent as parameters."""
+    row: Any = EdgeRow if record.edges_known else NodeRow
+    mine, theirs = aliased(row), aliased(row)
+    if record.edges_known:
+        n = len(record.kept_edges)
+        same = and_(theirs.src == mine.src, theirs.dst == mine.dst, theirs.input == mine.input)
+        chosen = mine.kept == true()
+    else:
+        n = sum(1 for k in record.kept_nodes if str(k.kind) in COMPONENTS)
+        same, chosen = theirs.key == mine.key, and_(mine.kept == true(), mine.kind.in_(COMPONENTS))
+    if n == 0:  # nothing to hold: every circuit holds it
+        return select(CircuitRow.id)
+    return (select(theirs.circuit_id).select_from(mine).join(theirs, and_(same, theirs.kept == true()))
+            .where(mine.circuit_id == record.id, chosen).group_by(theirs.circuit_id).having(func.count() == n))
 
 
 def _with_path(session: Session, ids: set[int], path: Sequence[str]) -> set[int]:

@@ -116,6 +116,9 @@ def test_containing_nodes_edges_paths_and_circuits(catalog: Engine) -> None:
     assert names(path=["a0.1", "a1.0"]) == []
     assert names(circuit="B") == ["A"]  # all of B's edges, within B's model, B itself left out
     assert names(circuit="N") == ["A"]  # N lists nodes only: both its heads, within its model
+    assert names(circuit="B", edges=["a0.1->logits"]) == ["A"]  # every condition at once
+    assert names(circuit="E") == []  # A keeps embed->a0.0.q but reaches the logits from a0.0 through a1.0 only
+    assert names(circuit="A", model="other") == ["D"]
     with session_scope(catalog, read_only=True) as s:
         found = containing(s, path=["a0.0", "logits"])
         assert found.skipped == 1  # N holds a0.0 but lists no edges
@@ -123,3 +126,5 @@ def test_containing_nodes_edges_paths_and_circuits(catalog: Engine) -> None:
             containing(s)
         with pytest.raises(InvalidCircuit, match="at least two nodes"):
             containing(s, path=["a0.0"])
+        with pytest.raises(InvalidCircuit, match="at most 2,000 edges"):
+            containing(s, edges=[f"a{i % 12}.{i // 12 % 12}->m{i // 144 + 12}" for i in range(2_001)])

@@ -182,21 +182,19 @@ class MaskedRun:
         self.var_full = torch.empty(self.C, len(self.full_slot), self.B, self.P, d, dtype=dtype, device=device)
 
     # -- mixing ----------------------------------------------------------------------------------------------
-    def _inputs(self, cols: list[int], n_up: int, per_copy: bool, last: bool) -> tuple[Tensor, Tensor]:
+    def _inputs(self, cols: list[int], n_up: int, per_copy: bool, last: bool) -> tuple[Tensor, list[int]]:
         """Distinct inputs ``[n, U, B, P', d]`` of destinations ``cols`` reading ``sources[:n_up]`` (n = C or 1;
-        P' = 1 with ``last``), and for each destination the index ``[Dc]`` of its input among them.
+        P' = 1 with ``last``), and for each destination the index of its input among them (host ints).
 
         Destinations with the same mask column read the same input; after pruning most columns of a layer
         are alike (all edges patched), so the mixing and LayerNorm work is done once per distinct column."""
-        device = self.given.device
         host = self.host[:, :n_up] if per_copy else self.host[:1, :n_up]
         keys = host[:, :, cols].reshape(-1, len(cols)).T  # [Dc, n*n_up]
         distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)
         first = [int((inverse == u).nonzero()[0]) for u in range(distinct.shape[0])]
         if len(first) == len(cols) or set(cols) & set(self.extra_cols):  # an extra delta makes a column its own
-            first = list(range(len(cols)))
-            inverse = torch.arange(len(cols))
-        return self._mix([cols[i] for i in first], n_up, per_copy, last), inverse.to(device)
+            return self._mix(cols, n_up, per_copy, last), list(range(len(cols)))
+        return self._mix([cols[i] for i in first], n_up, per_copy, last), inverse.tolist()
 
     def _mix(self, cols: list[int], n_up: int, per_copy: bool, last: bool = False) -> Tensor:
         """Inputs ``[n, Dc, B, P', d]`` of destinations ``cols`` reading ``sources[:n_up]``; n = C or 1, P' = 1 with
@@ -221,8 +219,11 @@ class MaskedRun:
         joined = where is not None  # then the offset goes on after the join per position
         mixed = self._mix_shared(shared & ~differ, m[0], last, torch.zeros_like(offset) if joined else offset)
         mixed = mixed.unsqueeze(0)  # [1, Dc, B*P'*d]
+        per_copy_mixed = False  # whether ``mixed`` is a [C, Dc, B*P'*d] tensor of this call's own, added to in place
+        # (with every input of a layer distinct, per copy and at every position, a second one was the peak memory)
         if bool((shared & differ).any()):
-            mixed = mixed + self._mix_shared(shared & differ, m, last)
+            mixed = self._mix_shared(shared & differ, m, last).add_(mixed)
+            per_copy_mixed = True
         var = (read & self.plan.variant[:n_up]).nonzero().flatten().tolist()
         if per_copy and var:
             buf, slot = (self.var_last, self.var_slot) if last else (self.var_full, self.full_slot)
@@ -236,7 +237,10 @@ class MaskedRun:
             else:
                 weights = m.index_select(1, torch.tensor(var, device=device))
                 rows = buf.index_select(1, torch.tensor(slots, device=device)).reshape(self.C, len(var), -1)
-            mixed = torch.baddbmm(mixed, weights.transpose(1, 2), rows)
+            if per_copy_mixed:
+                mixed.baddbmm_(weights.transpose(1, 2), rows)
+            else:
+                mixed = torch.baddbmm(mixed, weights.transpose(1, 2), rows)
         mixed = mixed.expand(n, Dc, B * P * d).view(n, Dc, B, P, d)
         if where is not None:
             mixed = torch.where(where, mixed, self._full(n_up, per_copy)) + offset.view(1, Dc, B, P, d)
@@ -347,26 +351,25 @@ class MaskedRun:
         for (at_last, pc), members in groups.items():
             P = 1 if at_last else self.P
             x, index = self._inputs([first + 3 * heads[i] + r for r, i in members], n_up, pc, at_last)
-            xn = e.normalize(x, layer)  # [m, U, B, P', d]
-            m, U = xn.shape[0], xn.shape[1]
-            for role in range(3):
-                where = [j for j, (r, _) in enumerate(members) if r == role]
-                if not where:
-                    continue
-                pos = [members[j][1] for j in where]
-                if U == 1:  # one input for all these heads
-                    inp = xn[:, 0].reshape(m * B, P, e.d)
-                else:
-                    inp = xn.index_select(1, index[where]).permute(0, 2, 3, 1, 4).reshape(m * B, P, len(pos), e.d)
-                part = e.project(inp, layer, role, [heads[i] for i in pos]).view(m, B, P, len(pos), -1)
-                if len(pos) == len(heads) and m == n:
-                    qkv[role] = part
-                    continue
-                out = qkv[role]
-                if out is None:
-                    out = torch.empty(n, B, P, len(heads), part.shape[-1], dtype=part.dtype, device=part.device)
-                    qkv[role] = out
-                out[:, :, :, pos] = part
+            m = x.shape[0]  # x: [m, U, B, P', d]
+            # Each distinct input normalised alone, then projected once for all the heads reading it: never a
+            # copy of the inputs per head, nor all of them normalised at once (per copy and at every position,
+            # those copies were a run's peak memory).
+            for u in dict.fromkeys(index):
+                inp = e.normalize(x[:, u], layer).reshape(m * B, P, e.d)
+                for role in range(3):
+                    pos = [i for j, (r, i) in enumerate(members) if r == role and index[j] == u]
+                    if not pos:
+                        continue
+                    part = e.project(inp, layer, role, [heads[i] for i in pos]).view(m, B, P, len(pos), -1)
+                    if len(pos) == len(heads) and m == n:
+                        qkv[role] = part
+                        continue
+                    out = qkv[role]
+                    if out is None:
+                        out = torch.empty(n, B, P, len(heads), part.shape[-1], dtype=part.dtype, device=part.device)
+                        qkv[role] = out
+                    out[:, :, :, pos] = part
         q, k, v = (t.reshape(n * B, t.shape[2], len(heads), -1) for t in qkv if t is not None)
         result = e.attend(q, k, v, layer, heads)  # [n*B, P', Hs, d]
         self._store([e.head_source(layer, h) for h in heads], result, per_copy)

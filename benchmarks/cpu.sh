@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# `make bench`: circuit-catalog and auto-circuit side by side on this machine's CPU, about 10 to 15 minutes on two
-# cores (one torch thread each side, the sides one after the other).
+# `make bench`: circuit-catalog and auto-circuit side by side on this machine's CPU, about 15 minutes on two quiet
+# cores (one torch thread each side, the sides one after the other; 875 s on 2026-11-29).
 #   ours: tiny, mid (32 prompts) and the shipped toy model: acdc (tau 0.01), eap; on mid also acdc-kept at the
 #         taus keeping ~1 %, 3 %, 10 % of the edges (KEPT);
 #         gpt2-small shape (SMALL_PROMPTS = 4 prompts of 16 tokens): acdc (tau 0.01) and acdc-kept (KEPT_SMALL,
-#         default 1 %: about 3 minutes; KEPT_SMALL=0.01,0.03 adds 3 %, whose tau is not recorded yet: its
-#         search probes take up to 10 minutes each (a probe at 1.5 % kept took 237 s), so allow an hour)
+#         default 1 % and 3 %: about 2 and 9 minutes; KEPT_SMALL=0.01 leaves the 3 % row out)
 #   peer: tiny and mid: acdc (tau 0.01), eap; its mid ACDC visits PEER_EDGES edges and is extrapolated
 #         (PEER_EDGES=0 runs it whole: about 10 minutes on two busy cores);
 #         gpt2-small shape (the same 4 prompts): acdc, visiting PEER_EDGES_SMALL edges, extrapolated (its whole
@@ -21,7 +20,7 @@ THREADS=${THREADS:-1}
 PEER_EDGES=${PEER_EDGES:-300}
 PEER_EDGES_SMALL=${PEER_EDGES_SMALL:-200}
 KEPT=${KEPT:-0.01,0.03,0.1}
-KEPT_SMALL=${KEPT_SMALL:-0.01}
+KEPT_SMALL=${KEPT_SMALL:-0.01,0.03}
 SMALL_PROMPTS=${SMALL_PROMPTS:-4}
 OUT=${BENCH_OUT:-out/bench-cpu}
 OURS_PY=${OURS_PY:-.venv/bin/python}

@@ -16,9 +16,10 @@ _signalled = 0  # the first Ctrl-C's or SIGTERM's number: whatever error follows
 
 
 def signalled() -> int:
-    """``signal.SIGINT`` or ``signal.SIGTERM`` once one has arrived, else 0. A library interrupted mid-import can swallow the KeyboardInterrupt
-    and fail later with another error (a RecursionError was seen once, Ctrl-C 0.8 s into ``discover``); that error
-    is then reported as the interruption it comes from (``cli.main``), not as an internal error."""
+    """``signal.SIGINT`` or ``signal.SIGTERM`` once one has arrived, else 0. A library interrupted mid-import can
+    swallow the KeyboardInterrupt and fail later with another error (a RecursionError was seen once, Ctrl-C 0.8 s
+    into ``discover``); that error is then reported as the interruption it comes from (``cli.main``), not as an
+    internal error."""
     return _signalled
 
 

@@ -23,24 +23,48 @@ def signalled() -> int:
     return _signalled
 
 
-def _on_sigint(signum: int, _frame: Any) -> None:
+def _importing(frame: Any) -> bool:
+    """Whether ``frame`` runs inside an import. An exception raised there can reach a native extension's module
+    initialisation through a callback into Python, and there it aborts the process (``terminate called after
+    throwing an instance of 'pybind11::error_already_set'``, exit -6, seen once with Ctrl-C 0.8 s into
+    ``discover`` while torch was being imported)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _deliver(signum: int, frame: Any) -> None:
+    """Raise the interruption for ``signum`` now, or, inside an import, once it has finished: re-checked every
+    50 ms (SIGALRM), so that Ctrl-C during start-up waits for the import it hit, never for the command."""
+    if _importing(frame):
+        signal.signal(signal.SIGALRM, lambda _s, f: _deliver(signum, f))
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
+    if signum == signal.SIGTERM:
+        try:
+            from discovery.errors import Terminated
+        except BaseException:  # still importing: the stand-in ends the program the same way
+            raise _Terminated() from None
+        raise Terminated()
+    raise KeyboardInterrupt
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
     global _signalled
     _signalled = _signalled or signum
-    raise KeyboardInterrupt
+    _deliver(signum, frame)
 
 
 class _Terminated(KeyboardInterrupt):
     """Stands in for ``discovery.errors.Terminated`` until that module is importable (see ``_on_sigterm``)."""
 
 
-def _on_sigterm(signum: int, _frame: Any) -> None:
+def _on_sigterm(signum: int, frame: Any) -> None:
     global _signalled
     _signalled = _signalled or signum
-    try:
-        from discovery.errors import Terminated
-    except BaseException:  # still importing: the stand-in ends the program the same way
-        raise _Terminated() from None
-    raise Terminated()
+    _deliver(signum, frame)
 
 
 def _interrupted(err: KeyboardInterrupt) -> NoReturn:

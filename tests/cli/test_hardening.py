@@ -323,6 +323,37 @@ def _circuits(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
                             stderr=subprocess.PIPE, preexec_fn=default_sigint, env={**os.environ, **(env or {})})
 
 
+_SLOW_IMPORT = """
+import os, pathlib, signal, time
+os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of an import
+time.sleep(0.3)
+pathlib.Path(os.environ["MARKER"]).write_text("imported")
+"""
+
+_IMPORTER = """
+import signal, sys, time
+from cli import entry
+signal.signal(signal.SIGINT, entry._on_sigint)
+try:
+    import slow_import
+    time.sleep(10)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted after the import")
+"""
+
+
+def test_ctrl_c_inside_an_import_waits_for_the_import(tmp_path: Path) -> None:
+    # Raised inside an import, a KeyboardInterrupt can reach a native module's initialisation and abort the
+    # process (pybind11::error_already_set, exit -6): the handler lets the import finish, then interrupts.
+    (tmp_path / "slow_import.py").write_text(_SLOW_IMPORT)
+    marker = tmp_path / "marker"
+    done = subprocess.run([sys.executable, "-c", _IMPORTER], cwd=ROOT, capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "MARKER": str(marker)})
+    assert done.stdout.decode().strip() == "interrupted after the import", done.stderr
+    assert marker.read_text() == "imported"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
 def test_ctrl_c_at_start_up_is_one_line_and_130(tmp_path: Path, delay: float) -> None:
